@@ -1,0 +1,119 @@
+"""Command-line interface: ``autosegnet COMMAND ...`` / ``python -m AutoSegNetLib COMMAND ...``.
+
+The CLI only parses arguments and calls stage entry points. It is the one place that reads environment
+variables (to build the :class:`~AutoSegNetLib.workspace.Workspace`). Each command lives in its own
+module under ``AutoSegNetLib/cli/`` with ``add_arguments(parser)`` and ``run(args, ctx) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from AutoSegNetLib import __version__
+from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.progress import MODES, ProgressReporter
+from AutoSegNetLib.workspace import Workspace
+
+log = logging.getLogger("AutoSegNetLib")
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    module: str
+    help: str
+    issue: int
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("demo", "demo", "run the whole pipeline on a small synthetic dataset (no download)", 2),
+    Command("convert", "convert", "convert MSD / nnU-Net v1 / image+label folders into a raw dataset", 2),
+    Command("verify", "verify", "check a raw dataset's integrity and report every problem", 2),
+    Command("fingerprint", "fingerprint", "extract the dataset fingerprint (spacings, shapes, intensities)", 3),
+    Command("plan", "plan", "plan the configurations (2d, 3d_fullres, 3d_lowres, cascade) -> plans.json", 3),
+    Command("preprocess", "preprocess", "crop, normalise and resample cases for a configuration", 4),
+    Command("plan-and-preprocess", "plan_and_preprocess", "fingerprint + plan + preprocess in one go", 3),
+    Command("train", "train", "train a configuration on a fold (or all) with the nnU-Net recipe", 5),
+    Command("predict", "predict", "sliding-window prediction of image files with a trained model", 6),
+    Command("evaluate", "evaluate", "compare predictions with references (Dice, IoU, HD95, ...)", 6),
+    Command("ensemble", "ensemble", "average the probabilities of several prediction folders", 6),
+    Command("postprocess", "postprocess", "determine/apply connected-component postprocessing", 6),
+    Command("find-best", "find_best", "compare configurations and ensembles on cross-validation", 6),
+    Command("export-model", "export_model", "export a trained model as a zip", 6),
+    Command("install-model", "install_model", "install a model zip into the workspace", 6),
+    Command("import-nnunet", "import_nnunet", "import a model folder trained with nnU-Net v2", 6),
+)
+
+
+@dataclass
+class CliContext:
+    """What every command receives besides its arguments."""
+
+    workspace: Workspace
+    reporter: ProgressReporter
+
+
+def _module_name(command: Command) -> str:
+    return f"AutoSegNetLib.cli.{command.module}"
+
+
+def _is_built(command: Command) -> bool:
+    return importlib.util.find_spec(_module_name(command)) is not None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autosegnet",
+        description="AutoSegNet: self-configuring medical image segmentation (nnU-Net v2 family).",
+    )
+    parser.add_argument("--version", action="version", version=f"autosegnet {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--workspace", help="workspace root with raw/, preprocessed/, results/ "
+                        "(default: $AUTOSEGNET_HOME, else $nnUNet_raw/... , else ~/autosegnet)")
+    common.add_argument("--progress", choices=MODES, default="text",
+                        help="progress output: text (log lines), json (one JSON event per line on stdout), none")
+    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in COMMANDS:
+        built = _is_built(command)
+        help_text = command.help if built else f"{command.help} [not built yet: issue #{command.issue}]"
+        sub = subparsers.add_parser(command.name, help=help_text, description=help_text, parents=[common])
+        sub.set_defaults(_command=command)
+        if built:
+            importlib.import_module(_module_name(command)).add_arguments(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command: Command | None = getattr(args, "_command", None)
+    if command is None:
+        parser.print_help()
+        return 0
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s" if args.verbose else "%(message)s",
+        stream=sys.stderr,
+    )
+    reporter = ProgressReporter(args.progress)
+    if not _is_built(command):
+        sys.stderr.write(f"autosegnet {command.name}: not built yet (planned in issue #{command.issue}).\n")
+        return 2
+    ctx = CliContext(Workspace.from_environment(os.environ, args.workspace), reporter)
+    try:
+        return int(importlib.import_module(_module_name(command)).run(args, ctx) or 0)
+    except AutoSegNetError as exc:
+        reporter.emit("error", message=str(exc)) if args.progress == "json" else None
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130

@@ -1,0 +1,107 @@
+"""A raw dataset folder (``DatasetXXX_Name/imagesTr``, ``labelsTr``, ``imagesTs``, ``dataset.json``).
+
+Lists cases with their channel files. File names follow nnU-Net: images ``{case}_{CCCC}{ending}``,
+labels ``{case}{ending}``; or explicit lists in dataset.json's ``dataset`` field.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from AutoSegNetLib.dataset.dataset_json import DatasetJson
+from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.imageio import Geometry, ImageIO, io_for
+
+DATASET_FOLDER_PATTERN = re.compile(r"^Dataset(\d{3})_([A-Za-z0-9_\-]+)$")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One case: its channel image files (index order) and its label file (None for test cases)."""
+
+    name: str
+    images: tuple[Path, ...]
+    label: Path | None
+
+
+@dataclass
+class RawDataset:
+    """A raw dataset folder with its parsed dataset.json."""
+
+    folder: Path
+    dataset_json: DatasetJson
+
+    @classmethod
+    def open(cls, folder: str | Path) -> RawDataset:
+        folder = Path(folder)
+        if not (folder / "dataset.json").is_file():
+            raise AutoSegNetError(f"{folder} is not a raw dataset: it has no dataset.json.")
+        return cls(folder, DatasetJson.load(folder / "dataset.json"))
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def io(self) -> ImageIO:
+        """The reader/writer for this dataset's files."""
+        return io_for(self.dataset_json.file_ending, self.dataset_json.overwrite_image_reader_writer)
+
+    def training_cases(self) -> list[Case]:
+        """All training cases, sorted by name, from ``dataset`` in dataset.json or from ``imagesTr``."""
+        explicit = self.dataset_json.dataset
+        if explicit is not None:
+            return [
+                Case(name, tuple(self._resolve(p) for p in files.images), self._resolve(files.label) if files.label else None)
+                for name, files in sorted(explicit.items())
+            ]
+        return self._cases_in("imagesTr", "labelsTr")
+
+    def test_cases(self) -> list[Case]:
+        """Cases in ``imagesTs`` (no labels), sorted by name; empty if the folder is absent."""
+        return self._cases_in("imagesTs", None)
+
+    def _resolve(self, path: str) -> Path:
+        p = Path(path)
+        return p if p.is_absolute() else (self.folder / p).resolve()
+
+    def _cases_in(self, images_dir: str, labels_dir: str | None) -> list[Case]:
+        grouped = group_channel_files(self.folder / images_dir, self.dataset_json.file_ending)
+        cases = []
+        for name, channels in sorted(grouped.items()):
+            files = tuple(channels[i] for i in sorted(channels))
+            label = self.folder / labels_dir / f"{name}{self.dataset_json.file_ending}" if labels_dir else None
+            cases.append(Case(name, files, label))
+        return cases
+
+    def read_case(self, case: Case) -> tuple[np.ndarray, np.ndarray | None, Geometry]:
+        """``(C, Z, Y, X)`` float32 image, ``(Z, Y, X)`` label (or None) and the image geometry."""
+        image, geometry = self.io.read_images(case.images)
+        seg = self.io.read_seg(case.label)[0] if case.label is not None else None
+        return image, seg, geometry
+
+
+def group_channel_files(folder: Path, ending: str) -> dict[str, dict[int, Path]]:
+    """``{case: {channel index: path}}`` for files named ``{case}_{CCCC}{ending}`` in ``folder``."""
+    pattern = re.compile(r"^(.+)_(\d{4})" + re.escape(ending) + "$")
+    grouped: dict[str, dict[int, Path]] = {}
+    if not folder.is_dir():
+        return grouped
+    for path in folder.iterdir():
+        match = pattern.match(path.name)
+        if match:
+            grouped.setdefault(match.group(1), {})[int(match.group(2))] = path
+    return grouped
+
+
+def dataset_folder_name(dataset_id: int, name: str) -> str:
+    """``Dataset004_Hippocampus`` from 4 and ``Hippocampus``."""
+    if not 0 < dataset_id < 1000:
+        raise AutoSegNetError(f"Dataset IDs are 1..999, got {dataset_id}.")
+    if not re.fullmatch(r"[A-Za-z0-9_\-]+", name):
+        raise AutoSegNetError(f"Dataset name {name!r} may only contain letters, digits, '_' and '-'.")
+    return f"Dataset{dataset_id:03d}_{name}"

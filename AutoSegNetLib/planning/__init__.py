@@ -1,0 +1,1 @@
+"""Experiment planning: from a dataset fingerprint to ``plans.json``."""
