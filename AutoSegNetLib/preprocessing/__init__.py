@@ -1,0 +1,1 @@
+"""Preprocessing: crop, normalise, resample (and the exact inverse for prediction)."""
