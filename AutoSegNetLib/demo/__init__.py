@@ -1,0 +1,1 @@
+"""The embedded default: a small synthetic dataset the engine makes itself, and the demo pipeline."""
