@@ -68,18 +68,29 @@ def _is_built(command: Command) -> bool:
     return importlib.util.find_spec(_module_name(command)) is not None
 
 
+def _add_common_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """Options accepted before and after the command name (``autosegnet --workspace W train ...``)."""
+
+    def default(value):
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument("--workspace", default=default(None),
+                        help="workspace root with raw/, preprocessed/, results/ (default: $AUTOSEGNET_HOME, "
+                        "else $nnUNet_raw/$nnUNet_preprocessed/$nnUNet_results, else ~/autosegnet)")
+    parser.add_argument("--progress", choices=MODES, default=default("text"),
+                        help="progress output: text (log lines), json (one JSON event per line on stdout), none")
+    parser.add_argument("-v", "--verbose", action="store_true", default=default(False), help="debug logging")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="autosegnet",
         description="AutoSegNet: self-configuring medical image segmentation (nnU-Net v2 family).",
     )
     parser.add_argument("--version", action="version", version=f"autosegnet {__version__}")
+    _add_common_options(parser, defaults=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--workspace", help="workspace root with raw/, preprocessed/, results/ "
-                        "(default: $AUTOSEGNET_HOME, else $nnUNet_raw/... , else ~/autosegnet)")
-    common.add_argument("--progress", choices=MODES, default="text",
-                        help="progress output: text (log lines), json (one JSON event per line on stdout), none")
-    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    _add_common_options(common, defaults=False)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         built = _is_built(command)

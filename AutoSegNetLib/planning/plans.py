@@ -131,7 +131,7 @@ def _check_keys(data: dict, cls: type, source: str, prefix: str = "", required: 
     if required:
         for f in fields(cls):
             if f.name not in data and not _has_default(f):
-                raise DatasetFormatError(f"{source}: required field {prefix}{f.name!r} is missing.")
+                raise DatasetFormatError(f"{source}: required field '{prefix}{f.name}' is missing.")
 
 
 def _has_default(f: Any) -> bool:
