@@ -51,8 +51,8 @@ class DynamicUNet(nn.Module):
         """
         if len(input_size) != len(self.encoder.strides[0]):
             raise ValueError(
-                f"input_size {list(input_size)} must have {len(self.encoder.strides[0])} spatial axes for this "
-                "network."
+                f"input_size {list(input_size)} must have {len(self.encoder.strides[0])} spatial axes "
+                "for this network."
             )
         return self.encoder.feature_map_size(input_size) + self.decoder.feature_map_size(input_size)
 
@@ -63,9 +63,16 @@ class DynamicUNet(nn.Module):
 
     @classmethod
     def from_spec(
-        cls, spec: NetworkSpec, input_channels: int, num_classes: int, deep_supervision: bool, **overrides: Any
+        cls,
+        spec: NetworkSpec,
+        input_channels: int,
+        num_classes: int,
+        deep_supervision: bool,
+        **overrides: Any,
     ) -> DynamicUNet:
-        """Build with nnU-Net's defaults: conv bias, instance norm (affine, eps 1e-5), LeakyReLU(0.01), no dropout.
+        """Build from ``spec`` with nnU-Net's layer defaults.
+
+        Conv bias, instance norm (affine, eps 1e-5), LeakyReLU(0.01), no dropout.
 
         ``overrides`` replace any constructor keyword (e.g. ``dropout_op``). Weights are PyTorch's defaults;
         call ``network.apply(network.initialize)`` for nnU-Net's.

@@ -114,7 +114,9 @@ class StackedConvBlocks(nn.Module):
         super().__init__()
         if num_convs < 1:
             raise ValueError(f"A conv stack needs at least one convolution; got num_convs={num_convs}.")
-        channels = [output_channels] * num_convs if isinstance(output_channels, int) else list(output_channels)
+        channels = (
+            [output_channels] * num_convs if isinstance(output_channels, int) else list(output_channels)
+        )
         if len(channels) != num_convs:
             raise ValueError(f"output_channels {channels} must have num_convs={num_convs} entries.")
         common = {
@@ -130,7 +132,9 @@ class StackedConvBlocks(nn.Module):
         in_channels = [input_channels, *channels[:-1]]
         self.convs = nn.Sequential(
             *(
-                ConvDropoutNormReLU(conv_op, c_in, c_out, kernel_size, initial_stride if i == 0 else 1, **common)
+                ConvDropoutNormReLU(
+                    conv_op, c_in, c_out, kernel_size, initial_stride if i == 0 else 1, **common
+                )
                 for i, (c_in, c_out) in enumerate(zip(in_channels, channels))
             )
         )
@@ -142,9 +146,9 @@ class StackedConvBlocks(nn.Module):
         return self.convs(x)
 
     def feature_map_size(self, input_size: Sequence[int]) -> int:
-        """Sum of the units' conv outputs for batch size 1 (the first at ``input_size``, the rest after its stride)."""
+        """Sum of the units' conv outputs for batch size 1 (the first unit at ``input_size``, the rest after
+        its stride)."""
         check_spatial_size(input_size, self.initial_stride)
         total = self.convs[0].feature_map_size(input_size)
         size = downsampled(input_size, self.initial_stride)
         return total + sum(unit.feature_map_size(size) for unit in self.convs[1:])
-

@@ -60,14 +60,26 @@ class UNetDecoder(nn.Module):
             features_below = encoder.output_channels[-s]
             features_skip = encoder.output_channels[-(s + 1)]
             stride = encoder.strides[-s]
-            transpconvs.append(transposed_conv(features_below, features_skip, stride, stride, bias=encoder.conv_bias))
+            transpconvs.append(
+                transposed_conv(features_below, features_skip, stride, stride, bias=encoder.conv_bias)
+            )
             stages.append(
                 StackedConvBlocks(
-                    n_conv_per_stage[s - 1], encoder.conv_op, 2 * features_skip, features_skip,
-                    encoder.kernel_sizes[-(s + 1)], 1, encoder.conv_bias, encoder.norm_op, encoder.norm_op_kwargs,
-                    encoder.dropout_op, encoder.dropout_op_kwargs, encoder.nonlin, encoder.nonlin_kwargs,
+                    n_conv_per_stage[s - 1],
+                    encoder.conv_op,
+                    2 * features_skip,
+                    features_skip,
+                    encoder.kernel_sizes[-(s + 1)],
+                    1,
+                    encoder.conv_bias,
+                    encoder.norm_op,
+                    encoder.norm_op_kwargs,
+                    encoder.dropout_op,
+                    encoder.dropout_op_kwargs,
+                    encoder.nonlin,
+                    encoder.nonlin_kwargs,
                     nonlin_first,
-                )  # fmt: skip
+                )
             )
             seg_layers.append(encoder.conv_op(features_skip, num_classes, 1, 1, 0, bias=True))
         self.stages = nn.ModuleList(stages)

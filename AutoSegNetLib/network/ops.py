@@ -38,9 +38,11 @@ _OPS = {
 
 
 def ops_for_dim(ndim: int) -> DimOps:
-    """Convolution, instance norm, transposed convolution, dropout and average pooling for ``ndim`` (2 or 3)."""
+    """Conv, instance norm, transposed conv, dropout and average pooling for ``ndim`` (2 or 3)."""
     if ndim not in _OPS:
-        raise ValueError(f"Networks are 2D or 3D; got ndim={ndim!r}. Use 2 for (B, C, Y, X) or 3 for (B, C, Z, Y, X).")
+        raise ValueError(
+            f"Networks are 2D or 3D; got ndim={ndim!r}. Use 2 for (B, C, Y, X) or 3 for (B, C, Z, Y, X)."
+        )
     return _OPS[ndim]
 
 
@@ -76,7 +78,8 @@ def check_spatial_size(input_size: Sequence[int], stride: Sequence[int]) -> None
     """Raise if ``input_size`` does not have one entry per spatial axis of a block with ``stride``."""
     if len(input_size) != len(stride):
         raise ValueError(
-            f"input_size {list(input_size)} must have one entry per spatial axis ({len(stride)}) of this block."
+            f"input_size {list(input_size)} must have one entry per spatial axis ({len(stride)}) "
+            "of this block."
         )
 
 

@@ -52,9 +52,19 @@ class BasicBlockD(nn.Module):
         kernel = per_axis(kernel_size, ndim, "kernel_size")
 
         self.conv1 = ConvDropoutNormReLU(
-            conv_op, input_channels, output_channels, kernel, self.stride, conv_bias,
-            norm_op, norm_op_kwargs, dropout_op, dropout_op_kwargs, nonlin, nonlin_kwargs,
-        )  # fmt: skip
+            conv_op,
+            input_channels,
+            output_channels,
+            kernel,
+            self.stride,
+            conv_bias,
+            norm_op,
+            norm_op_kwargs,
+            dropout_op,
+            dropout_op_kwargs,
+            nonlin,
+            nonlin_kwargs,
+        )
         self.conv2 = ConvDropoutNormReLU(
             conv_op, output_channels, output_channels, kernel, 1, conv_bias, norm_op, norm_op_kwargs
         )
@@ -69,7 +79,9 @@ class BasicBlockD(nn.Module):
                 skip_ops.append(ops_for_conv(conv_op).avg_pool(self.stride, self.stride))
             if needs_projection:
                 skip_ops.append(
-                    ConvDropoutNormReLU(conv_op, input_channels, output_channels, 1, 1, False, norm_op, norm_op_kwargs)
+                    ConvDropoutNormReLU(
+                        conv_op, input_channels, output_channels, 1, 1, False, norm_op, norm_op_kwargs
+                    )
                 )
             self.skip = nn.Sequential(*skip_ops)
         else:
@@ -77,7 +89,7 @@ class BasicBlockD(nn.Module):
 
     @property
     def has_skip_path_ops(self) -> bool:
-        """Whether the skip path pools and/or projects (``skip`` is a Sequential) instead of being the identity."""
+        """Whether the skip path pools and/or projects (a Sequential) instead of being the identity."""
         return isinstance(self.skip, nn.Sequential)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -88,9 +100,9 @@ class BasicBlockD(nn.Module):
         return self.nonlin2(out)
 
     def feature_map_size(self, input_size: Sequence[int]) -> int:
-        """``output_channels x prod(input_size // stride)`` for ``conv1``, for ``conv2`` and, when the skip path
-        is not the identity, once more for its output (as dynamic-network-architectures counts it, also when
-        the skip path only pools)."""
+        """Elements for batch size 1: ``output_channels x prod(input_size // stride)`` for ``conv1``, for
+        ``conv2`` and, when the skip path is not the identity, once more for its output (as
+        dynamic-network-architectures counts it, also when the skip path only pools)."""
         check_spatial_size(input_size, self.stride)
         per_map = self.output_channels * math.prod(downsampled(input_size, self.stride))
         return per_map * (3 if self.has_skip_path_ops else 2)
@@ -128,9 +140,19 @@ class StackedResidualBlocks(nn.Module):
         self.blocks = nn.Sequential(
             *(
                 BasicBlockD(
-                    conv_op, c_in, c_out, kernel_size, initial_stride if i == 0 else 1, conv_bias,
-                    norm_op, norm_op_kwargs, dropout_op, dropout_op_kwargs, nonlin, nonlin_kwargs,
-                )  # fmt: skip
+                    conv_op,
+                    c_in,
+                    c_out,
+                    kernel_size,
+                    initial_stride if i == 0 else 1,
+                    conv_bias,
+                    norm_op,
+                    norm_op_kwargs,
+                    dropout_op,
+                    dropout_op_kwargs,
+                    nonlin,
+                    nonlin_kwargs,
+                )
                 for i, (c_in, c_out) in enumerate(zip(in_channels, channels))
             )
         )
