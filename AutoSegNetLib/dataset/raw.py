@@ -56,7 +56,8 @@ class RawDataset:
         explicit = self.dataset_json.dataset
         if explicit is not None:
             return [
-                Case(name, tuple(self._resolve(p) for p in files.images), self._resolve(files.label) if files.label else None)
+                Case(name, tuple(self._resolve(p) for p in files.images),
+                     self._resolve(files.label) if files.label else None)
                 for name, files in sorted(explicit.items())
             ]
         return self._cases_in("imagesTr", "labelsTr")
@@ -86,14 +87,17 @@ class RawDataset:
 
 
 def group_channel_files(folder: Path, ending: str) -> dict[str, dict[int, Path]]:
-    """``{case: {channel index: path}}`` for files named ``{case}_{CCCC}{ending}`` in ``folder``."""
+    """``{case: {channel index: path}}`` for files named ``{case}_{CCCC}{ending}`` in ``folder``.
+
+    Hidden files (``.DS_Store``, macOS ``._case_0000.nii.gz`` resource forks) are skipped.
+    """
     pattern = re.compile(r"^(.+)_(\d{4})" + re.escape(ending) + "$")
     grouped: dict[str, dict[int, Path]] = {}
     if not folder.is_dir():
         return grouped
     for path in folder.iterdir():
         match = pattern.match(path.name)
-        if match:
+        if match and not path.name.startswith("."):
             grouped.setdefault(match.group(1), {})[int(match.group(2))] = path
     return grouped
 

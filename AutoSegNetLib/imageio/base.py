@@ -17,6 +17,8 @@ class ImageIO(abc.ABC):
 
     name: str = ""
     endings: tuple[str, ...] = ()
+    #: True when one file may hold several channels (RGB natural images); else one channel per file.
+    multi_channel_files: bool = False
 
     @abc.abstractmethod
     def read_images(self, paths: Sequence[str | Path]) -> tuple[np.ndarray, Geometry]:
@@ -27,7 +29,11 @@ class ImageIO(abc.ABC):
 
     @abc.abstractmethod
     def read_seg(self, path: str | Path) -> tuple[np.ndarray, Geometry]:
-        """Read a label map; returns ``(Z, Y, X)`` in its stored integer type and its geometry."""
+        """Read a label map; returns ``(Z, Y, X)`` integers and its geometry.
+
+        Integer files keep their stored type; float files holding whole numbers are cast to the smallest
+        integer type; others raise :class:`NonIntegerLabelError`.
+        """
 
     @abc.abstractmethod
     def write_seg(self, seg: np.ndarray, path: str | Path, geometry: Geometry) -> None:
@@ -36,6 +42,42 @@ class ImageIO(abc.ABC):
     @abc.abstractmethod
     def write_image(self, image: np.ndarray, path: str | Path, geometry: Geometry) -> None:
         """Write one channel ``(Z, Y, X)`` (or RGB ``(3, Z, Y, X)`` where the format supports it)."""
+
+
+class NonIntegerLabelError(AutoSegNetError):
+    """A label file holds values that are not whole numbers (e.g. an interpolated or probability map)."""
+
+    def __init__(self, path: str | Path, values: Sequence[float]) -> None:
+        self.path = str(path)
+        self.values = [float(v) for v in values]
+        shown = ", ".join(f"{v:g}" for v in self.values[:5]) + (", ..." if len(self.values) > 5 else "")
+        super().__init__(
+            f"Label file {path} holds non-integer values ({shown}); label maps must store one whole number per "
+            "class. Re-export it without interpolation (nearest neighbour) or round it."
+        )
+
+
+def integer_labels(array: np.ndarray, path: str | Path) -> np.ndarray:
+    """A label array as integers: integer types pass through, float arrays must hold whole numbers only.
+
+    Raises :class:`NonIntegerLabelError` naming ``path`` otherwise. Floats are cast to the smallest
+    integer type that holds them (label files are often stored as float32 by other tools).
+    """
+    array = np.asarray(array)
+    if array.dtype.kind in "iu":
+        return array
+    if array.dtype.kind == "b":
+        return array.astype(np.uint8)
+    finite = np.isfinite(array)
+    fractional = ~finite | (np.floor(array) != array)
+    if fractional.any():
+        raise NonIntegerLabelError(path, np.unique(array[fractional])[:20])
+    low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
+    for dtype in (np.uint8, np.int16, np.uint16, np.int32):
+        info = np.iinfo(dtype)
+        if info.min <= low and high <= info.max:
+            return array.astype(dtype)
+    return array.astype(np.int64)
 
 
 def file_ending(path: str | Path) -> str:

@@ -55,19 +55,33 @@ class Geometry:
     def differences(self, other: Geometry, tolerance: float = 1e-4) -> list[str]:
         """Describe how ``other`` differs from this geometry, with the numbers; empty if it matches.
 
-        ``tolerance`` is relative for spacing and absolute (mm, cosine units) for origin and direction.
+        See :meth:`mismatches` for the meaning of ``tolerance``.
         """
-        problems = []
+        return list(self.mismatches(other, tolerance).values())
+
+    def mismatches(self, other: Geometry, tolerance: float = 1e-4) -> dict[str, str]:
+        """``{"spacing" | "origin" | "direction": description with both values}`` for what differs.
+
+        ``tolerance`` is relative for spacing, absolute for direction cosines, and absolute in mm for the
+        origin but never below 1/1000 of the largest real voxel spacing (the pseudo-2D 999 is not a real one),
+        so float32 header rounding does not count as a mismatch.
+        """
+        found = {}
         a, b = np.asarray(self.spacing), np.asarray(other.spacing)
         if not np.allclose(a, b, rtol=tolerance, atol=0):
-            problems.append(f"spacing {_fmt(a)} vs {_fmt(b)} (z, y, x mm)")
+            found["spacing"] = f"spacing {_fmt(a)} vs {_fmt(b)} (z, y, x mm)"
         a, b = np.asarray(self.origin), np.asarray(other.origin)
-        if not np.allclose(a, b, rtol=0, atol=max(tolerance, 1e-3 * float(np.max(self.spacing)))):
-            problems.append(f"origin {_fmt(a)} vs {_fmt(b)} (x, y, z mm)")
+        if not np.allclose(a, b, rtol=0, atol=max(tolerance, 1e-3 * self.largest_real_spacing)):
+            found["origin"] = f"origin {_fmt(a)} vs {_fmt(b)} (x, y, z mm), difference {_fmt(b - a)}"
         a, b = self.direction_matrix, other.direction_matrix
         if not np.allclose(a, b, rtol=0, atol=tolerance):
-            problems.append(f"direction {_fmt(a.ravel())} vs {_fmt(b.ravel())}")
-        return problems
+            found["direction"] = f"direction {_fmt(a.ravel())} vs {_fmt(b.ravel())}"
+        return found
+
+    @property
+    def largest_real_spacing(self) -> float:
+        """The largest voxel spacing in mm, ignoring the pseudo-2D out-of-plane 999."""
+        return float(max(self.spacing[1:] if self.is_2d else self.spacing))
 
     def orientation_code(self) -> str:
         """Three-letter anatomical code of the ITK (x, y, z) axes in LPS convention, e.g. ``'LPS'``."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
+import struct
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -9,7 +12,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from AutoSegNetLib.errors import AutoSegNetError
-from AutoSegNetLib.imageio.base import ImageIO, register_io
+from AutoSegNetLib.imageio.base import ImageIO, integer_labels, register_io
 from AutoSegNetLib.imageio.geometry import PSEUDO_2D_SPACING, Geometry
 from AutoSegNetLib.utils.atomic import atomic_path
 
@@ -43,12 +46,101 @@ def apply_geometry(image: sitk.Image, geometry: Geometry) -> sitk.Image:
 
 
 def read_sitk(path: str | Path) -> sitk.Image:
-    """Read a file with SimpleITK; an unreadable file gives an error naming it."""
+    """Read a file with SimpleITK; an unreadable or truncated file gives an error naming it."""
     try:
-        return sitk.ReadImage(str(path))
+        image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown reason"
         raise AutoSegNetError(f"Cannot read image {path}: {reason}") from None
+    if str(path).lower().endswith((".nii", ".nii.gz")):
+        problem = nifti_truncation(path)
+        if problem:
+            raise AutoSegNetError(f"Cannot read image {path}: {problem}")
+    return image
+
+
+def nifti_truncation(path: str | Path) -> str | None:
+    """Why a NIfTI file is incomplete, or None when it holds all the voxel data its header announces.
+
+    ITK's NIfTI reader silently zero-fills a truncated (half-copied, half-downloaded) file, so this checks
+    the size itself: for ``.nii`` the file length; for ``.nii.gz`` the gzip trailer's length field, falling
+    back to decompressing the whole stream only when that field disagrees (multi-member gzip files).
+    """
+    compressed = str(path).lower().endswith(".gz")
+    opener = gzip.open if compressed else open
+    try:
+        with opener(path, "rb") as stream:
+            expected = _nifti_expected_bytes(stream.read(544))
+    except (OSError, EOFError, struct.error) as exc:
+        return f"NIfTI header unreadable ({exc})"
+    if expected is None:
+        return None
+    if not compressed:
+        size = Path(path).stat().st_size
+        return None if size >= expected else f"file is truncated ({size} of {expected} bytes)"
+    with open(path, "rb") as raw:
+        raw.seek(-4, 2)
+        if struct.unpack("<I", raw.read(4))[0] == expected % 2**32:
+            return None
+    total = 0
+    try:
+        with gzip.open(path, "rb") as stream:
+            while chunk := stream.read(1 << 16):
+                total += len(chunk)
+    except (OSError, EOFError, zlib.error):
+        return f"compressed file is truncated or corrupt (its header announces {expected} bytes)"
+    return None if total >= expected else f"file is truncated ({total} of {expected} bytes)"
+
+
+def _nifti_layout(header: bytes) -> tuple[str, tuple[int, ...], int, int, int] | None:
+    """``(byte order, dims, datatype, bitpix, data offset)`` of a NIfTI-1/2 header, None if not NIfTI."""
+    for order in "<>":
+        size = struct.unpack(order + "i", header[:4])[0]
+        if size == 348:
+            dims = struct.unpack(order + "8h", header[40:56])
+            datatype, bitpix = struct.unpack(order + "2h", header[70:74])
+            offset = max(int(struct.unpack(order + "f", header[108:112])[0]), 352)
+            break
+        if size == 540:
+            datatype, bitpix = struct.unpack(order + "2h", header[12:16])
+            dims = struct.unpack(order + "8q", header[16:80])
+            offset = max(struct.unpack(order + "q", header[168:176])[0], 544)
+            break
+    else:
+        return None
+    if not 0 < dims[0] <= 7:
+        return None
+    return order, tuple(max(int(d), 1) for d in dims[1:dims[0] + 1]), datatype, bitpix, offset
+
+
+def _nifti_expected_bytes(header: bytes) -> int | None:
+    """Header + voxel bytes a NIfTI-1/2 header announces (None if the header is not recognised)."""
+    layout = _nifti_layout(header)
+    if layout is None:
+        return None
+    _, dims, _, bitpix, offset = layout
+    return offset + int(np.prod(dims, dtype=np.int64)) * bitpix // 8
+
+
+_NIFTI_FLOATS = {16: "f4", 64: "f8"}
+
+
+def nifti_non_finite(path: str | Path) -> tuple[int, int]:
+    """``(NaN count, Inf count)`` of the voxels stored in a float NIfTI file; (0, 0) for other types.
+
+    ITK's NIfTI reader turns NaN and Inf into 0, so arrays read through SimpleITK never show them; this reads
+    the stored voxels directly (used by ``verify``, which must report what the file holds).
+    """
+    opener = gzip.open if str(path).lower().endswith(".gz") else open
+    with opener(path, "rb") as stream:
+        layout = _nifti_layout(stream.read(544))
+        if layout is None or layout[2] not in _NIFTI_FLOATS:
+            return 0, 0
+        order, dims, datatype, _, offset = layout
+        stream.seek(offset)
+        dtype = np.dtype(order + _NIFTI_FLOATS[datatype])
+        voxels = np.frombuffer(stream.read(int(np.prod(dims, dtype=np.int64)) * dtype.itemsize), dtype=dtype)
+    return int(np.isnan(voxels).sum()), int(np.isinf(voxels).sum())
 
 
 def array_3d(image: sitk.Image, path: str | Path) -> np.ndarray:
@@ -90,12 +182,14 @@ class SimpleITKIO(ImageIO):
             arrays.append(array_3d(image, path))
         shapes = {a.shape for a in arrays}
         if len(shapes) != 1:
-            raise AutoSegNetError(f"Channels of one case have different shapes {sorted(shapes)}: {list(map(str, paths))}.")
+            raise AutoSegNetError(
+                f"Channels of one case have different shapes {sorted(shapes)}: {list(map(str, paths))}."
+            )
         return np.stack(arrays).astype(np.float32, copy=False), geometry
 
     def read_seg(self, path: str | Path) -> tuple[np.ndarray, Geometry]:
         image = read_sitk(path)
-        return array_3d(image, path), geometry_from_sitk(image)
+        return integer_labels(array_3d(image, path), path), geometry_from_sitk(image)
 
     def write_seg(self, seg: np.ndarray, path: str | Path, geometry: Geometry) -> None:
         self._write(np.asarray(seg).astype(smallest_label_dtype(seg), copy=False), path, geometry)

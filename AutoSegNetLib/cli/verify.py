@@ -1,0 +1,40 @@
+"""``autosegnet verify DATASET``: report every integrity problem of a raw dataset.
+
+Exit status: 0 when there is no error (warnings allowed), 1 when errors were found, 2 when the dataset
+cannot be found. ``--report FILE.json`` writes all problems as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from AutoSegNetLib.dataset.verify import ERROR, verify_dataset
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", help="dataset ID or name (4, Dataset004_Hippocampus, Hippocampus) or a folder")
+    parser.add_argument("--tolerance", type=float, default=1e-4,
+                        help="geometry tolerance: relative for spacing, absolute for direction cosines, mm for the "
+                        "origin (at least 1/1000 voxel) (default: %(default)g)")
+    parser.add_argument("--report", type=Path, metavar="FILE.json", help="write every problem to this JSON file")
+    parser.add_argument("-np", "--num-workers", type=int, default=4, help="worker processes, one case each "
+                        "(default: %(default)s)")
+
+
+def run(args: argparse.Namespace, ctx) -> int:
+    path = Path(args.dataset)
+    folder = path if (path / "dataset.json").is_file() else ctx.workspace.raw_dataset(args.dataset)
+    report = verify_dataset(folder, tolerance=args.tolerance, num_workers=args.num_workers, reporter=ctx.reporter)
+    for found in report.problems:
+        (log.error if found.severity == ERROR else log.warning)("%s", found)
+    if args.report:
+        report.save(args.report)
+        log.info("Report written to %s", args.report)
+    verdict = "OK" if report.ok else "FAILED"
+    log.info("verify %s: %s — %d training and %d test cases, %d errors, %d warnings.", folder.name, verdict,
+             report.num_training_cases, report.num_test_cases, len(report.errors), len(report.warnings))
+    return 0 if report.ok else 1
