@@ -1,0 +1,74 @@
+"""The engine command lines the module runs (``python -m AutoSegNetLib <command> ...``).
+
+One function per command, returning the argument list after ``-m AutoSegNetLib``. Every command line gets
+``--workspace`` and ``--progress json``; a test parses each with the engine's own argument parser, so a
+renamed engine option shows up as a failing test rather than as a job that dies in the user's hands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from AutoSegNetSceneLib.settings import DatasetSettings, TrainingSettings
+
+
+def _common(workspace_root: Path) -> list[str]:
+    return ["--workspace", str(workspace_root), "--progress", "json"]
+
+
+def verify(dataset: DatasetSettings, report: Path | None = None) -> list[str]:
+    """Check the exported raw dataset; every problem also goes to the JSON ``report`` file when given."""
+    args = ["verify", dataset.folder_name]
+    if report is not None:
+        args += ["--report", str(report)]
+    return [*args, *_common(dataset.workspace_root)]
+
+
+def plan_and_preprocess(dataset: DatasetSettings, configuration: str) -> list[str]:
+    """Fingerprint, plan and preprocess the dataset for one configuration."""
+    return ["plan-and-preprocess", dataset.folder_name, "-c", configuration, *_common(dataset.workspace_root)]
+
+
+def preprocess(dataset: DatasetSettings, configuration: str) -> list[str]:
+    """Preprocess (new) cases with the existing plans, as retraining needs (fine-tuning keeps the plan)."""
+    return ["preprocess", dataset.folder_name, "-c", configuration, *_common(dataset.workspace_root)]
+
+
+def train(dataset: DatasetSettings, training: TrainingSettings, configuration: str,
+          resume: bool = False, pretrained: Path | None = None) -> list[str]:
+    """Train ``configuration`` on the chosen fold; ``resume`` continues, ``pretrained`` fine-tunes."""
+    args = ["train", dataset.folder_name, configuration, training.fold, "--epochs", str(training.epochs)]
+    if training.iterations_per_epoch:
+        args += ["--iterations", str(training.iterations_per_epoch)]
+    if training.time_budget_minutes > 0:
+        args += ["--time-budget", f"{training.time_budget_minutes:g}"]
+    if training.device != "auto":
+        args += ["--device", training.device]
+    if resume:
+        args.append("--continue")
+    if pretrained is not None:
+        args += ["--pretrained", str(pretrained)]
+    return [*args, *training.extra_args, *_common(dataset.workspace_root)]
+
+
+def predict(workspace_root: Path, input_folder: Path, output_folder: Path, model_folder: Path,
+            folds: Sequence[str], tta: bool = True, save_uncertainty: bool = False,
+            save_probabilities: bool = False, device: str = "auto") -> list[str]:
+    """Predict the images in ``input_folder`` with a model folder; results land in ``output_folder``."""
+    args = ["predict", "-i", str(input_folder), "-o", str(output_folder), "--model-folder", str(model_folder),
+            "-f", *folds]
+    if not tta:
+        args.append("--no-tta")
+    if save_uncertainty:
+        args.append("--save-uncertainty")
+    if save_probabilities:
+        args.append("--save-probabilities")
+    if device != "auto":
+        args += ["--device", device]
+    return [*args, *_common(workspace_root)]
+
+
+def install_model(workspace_root: Path, zip_file: Path) -> list[str]:
+    """Install a model zip (made by ``export-model``) into the workspace."""
+    return ["install-model", str(zip_file), *_common(workspace_root)]

@@ -1,0 +1,172 @@
+"""Trained and installed models in the workspace, and the versions of the annotate-correct-retrain loop.
+
+A model folder holds ``plans.json``, ``dataset.json`` and ``fold_<k>/checkpoint_final.pth`` (see the engine's
+workspace layout). Training writes into ``results/<Dataset>/AutoSegNet__<plans>__<configuration>/``; after each
+successful training the module copies what prediction needs (plans, dataset.json, final checkpoints,
+validation summary) into ``versions/<Dataset>/<configuration>/v<NNN>/``, so the user can go back to any
+round. Retraining fine-tunes from a version into the working folder again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.utils.atomic import write_json
+from AutoSegNetSceneLib.import_prediction import model_label_names
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint_final.pth"
+VERSION_FILE = "version.json"
+KEPT_FOLD_FILES = (CHECKPOINT, "validation/summary.json", "progress.json", "training_log.txt")
+
+
+@dataclass
+class ModelInfo:
+    """What the module shows about a model folder."""
+
+    folder: Path
+    dataset: str
+    configuration: str
+    folds: list[str]
+    labels: dict[int, str]
+    channel_names: list[str]
+    dice: float | None = None
+    version: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def display_name(self) -> str:
+        text = f"{self.dataset} · {self.configuration}"
+        if self.version:
+            text += f" · {self.version}"
+        text += f" · folds {','.join(self.folds)}"
+        if self.dice is not None:
+            text += f" · Dice {self.dice:.3f}"
+        return text
+
+
+def read_model(folder: Path) -> ModelInfo | None:
+    """The model in ``folder``, or None if it is not a usable model folder (no final checkpoint)."""
+    folder = Path(folder)
+    if not (folder / "plans.json").is_file() or not (folder / "dataset.json").is_file():
+        return None
+    folds = sorted(p.name[len("fold_"):] for p in folder.glob("fold_*") if (p / CHECKPOINT).is_file())
+    if not folds:
+        return None
+    dataset = _read_json(folder / "dataset.json")
+    version = _read_json(folder / VERSION_FILE)
+    dices = [d for d in (validation_dice(folder / f"fold_{f}") for f in folds) if d is not None]
+    return ModelInfo(
+        folder=folder,
+        dataset=version.get("dataset") or folder.parent.name,
+        configuration=version.get("configuration") or _configuration_from_name(folder.name),
+        folds=folds,
+        labels=model_label_names(dataset.get("labels", {}), dataset.get("regions_class_order")),
+        channel_names=[dataset.get("channel_names", {})[k] for k in sorted(dataset.get("channel_names", {}), key=int)],
+        dice=sum(dices) / len(dices) if dices else None,
+        version=folder.name if version else None,
+        extra=version,
+    )
+
+
+def find_models(workspace_root: Path) -> list[ModelInfo]:
+    """Every model under ``results/`` (trained or installed) and ``versions/``, newest versions last."""
+    root = Path(workspace_root)
+    candidates = sorted((root / "results").glob("*/*")) + sorted((root / "versions").glob("*/*/v*"))
+    return [model for model in map(read_model, candidates) if model is not None]
+
+
+def validation_dice(fold_folder: Path) -> float | None:
+    """Mean foreground Dice from ``validation/summary.json`` (nnU-Net's layout or a flat ``mean_dice``)."""
+    summary = _read_json(Path(fold_folder) / "validation" / "summary.json")
+    foreground = summary.get("foreground_mean")
+    if isinstance(foreground, dict) and isinstance(foreground.get("Dice"), (int, float)):
+        return float(foreground["Dice"])
+    for key in ("mean_dice", "dice"):
+        if isinstance(summary.get(key), (int, float)):
+            return float(summary[key])
+    mean = summary.get("mean")
+    if isinstance(mean, dict):
+        values = [m.get("Dice") for m in mean.values() if isinstance(m, dict)]
+        values = [float(v) for v in values if isinstance(v, (int, float))]
+        return sum(values) / len(values) if values else None
+    return None
+
+
+def snapshot_version(model_folder: Path, versions_root: Path, dataset: str, configuration: str,
+                     based_on: Path | None = None, note: str = "") -> ModelInfo:
+    """Copy what prediction needs from a trained model folder into the next ``v<NNN>`` folder."""
+    model_folder = Path(model_folder)
+    if read_model(model_folder) is None:
+        raise AutoSegNetError(f"{model_folder} holds no finished training (no fold_*/{CHECKPOINT}).")
+    parent = Path(versions_root) / dataset / configuration
+    number = 1 + max((int(p.name[1:]) for p in parent.glob("v[0-9][0-9][0-9]")), default=0)
+    target = parent / f"v{number:03d}"
+    partial = parent / f".v{number:03d}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for name in ("plans.json", "dataset.json", "fingerprint.json", "postprocessing.json"):
+        if (model_folder / name).is_file():
+            shutil.copy2(model_folder / name, partial / name)
+    for fold in model_folder.glob("fold_*"):
+        for name in KEPT_FOLD_FILES:
+            if (fold / name).is_file():
+                (partial / fold.name / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(fold / name, partial / fold.name / name)
+    write_json(partial / VERSION_FILE, {
+        "dataset": dataset, "configuration": configuration, "source": str(model_folder),
+        "based_on": str(based_on) if based_on else None, "created": time.time(), "note": note,
+        "checkpoints": {f.name: _file_stamp(f / CHECKPOINT) for f in model_folder.glob("fold_*")
+                        if (f / CHECKPOINT).is_file()},
+    })
+    partial.rename(target)  # a version folder appears complete or not at all
+    log.info("Saved model version %s", target)
+    return read_model(target)
+
+
+def working_model_folder(results_dataset: Path, configuration: str) -> Path | None:
+    """The training output folder ``AutoSegNet__<plans>__<configuration>`` of a dataset, if any."""
+    matches = sorted(Path(results_dataset).glob(f"AutoSegNet__*__{configuration}"))
+    return matches[0] if matches else None
+
+
+def prepare_for_finetuning(model_folder: Path, fold: str, versions_root: Path, dataset: str,
+                           configuration: str) -> None:
+    """Empty the working fold folder before a fine-tuning run writes into it.
+
+    A finished training there that no version holds yet is saved as a version first, so nothing is lost.
+    """
+    fold_folder = Path(model_folder) / f"fold_{fold}"
+    if not fold_folder.exists():
+        return
+    if (fold_folder / CHECKPOINT).is_file():
+        stamp = _file_stamp(fold_folder / CHECKPOINT)
+        saved = any(m.extra.get("checkpoints", {}).get(fold_folder.name) == stamp
+                    for m in find_models(Path(versions_root).parent) if m.version)
+        if not saved:
+            snapshot_version(model_folder, versions_root, dataset, configuration, note="saved before fine-tuning")
+    shutil.rmtree(fold_folder)
+
+
+def _file_stamp(path: Path) -> list:
+    stat = path.stat()
+    return [stat.st_size, round(stat.st_mtime, 3)]
+
+
+def _configuration_from_name(name: str) -> str:
+    parts = name.split("__")
+    return parts[-1] if len(parts) >= 3 else name
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -1,0 +1,48 @@
+"""Fixtures for the scene-glue tests: real MRML from the slicer-core wheel plus the module stand-ins.
+
+This folder is deliberately not called ``slicer``: slicer-core's ``slicer/__init__.py`` extends its package
+path with every ``slicer/`` folder on ``sys.path``, and pytest puts ``Testing/`` there.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+def _import_slicer_core():
+    try:
+        import slicer
+    except ImportError:
+        return None
+    return slicer
+
+
+slicer = _import_slicer_core()
+if slicer is None or not hasattr(slicer, "vtkMRMLScene"):  # not collected at all without slicer-core
+    collect_ignore_glob = ["test_*.py"]
+else:
+    from Testing.scene import slicer_standin
+
+    slicer_standin.install()
+
+
+@pytest.fixture
+def a_scene():
+    """A fresh MRML scene, also set as ``slicer.mrmlScene`` (as Slicer's modules expect)."""
+    scene = slicer.vtkMRMLScene()
+    previous, slicer.mrmlScene = slicer.mrmlScene, scene
+    yield scene
+    scene.Clear(1)
+    slicer.mrmlScene = previous
+
+
+@pytest.fixture
+def a_training_set(a_scene):
+    from AutoSegNetSceneLib.cases import TrainingSet
+
+    return TrainingSet(a_scene)
+
+
+@pytest.fixture
+def a_workspace(tmp_path):
+    return tmp_path / "workspace"

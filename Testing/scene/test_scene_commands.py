@@ -1,0 +1,56 @@
+"""Every engine command line the module builds is accepted by the engine's own argument parser."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+from AutoSegNetSceneLib import commands
+from AutoSegNetSceneLib.settings import DatasetSettings, TrainingSettings
+
+from AutoSegNetLib.cli import build_parser
+
+DATASET = DatasetSettings(Path("/ws"), 7, "Scene", ("CT",))
+FULL = TrainingSettings(configuration="3d_fullres", fold="all", epochs=3, time_budget_minutes=2.5, device="cpu",
+                        iterations_per_epoch=4)
+COMMAND_LINES = {
+    "verify": commands.verify(DATASET, Path("/ws/report.json")),
+    "plan-and-preprocess": commands.plan_and_preprocess(DATASET, "3d_fullres"),
+    "preprocess": commands.preprocess(DATASET, "3d_fullres"),
+    "train": commands.train(DATASET, FULL, "3d_fullres"),
+    "train --continue": commands.train(DATASET, TrainingSettings(), "2d", resume=True),
+    "train --pretrained": commands.train(DATASET, FULL, "3d_fullres", pretrained=Path("/m/fold_all/c.pth")),
+    "predict": commands.predict(Path("/ws"), Path("/in"), Path("/out"), Path("/m"), ["0", "1"], tta=False,
+                                save_uncertainty=True, save_probabilities=True, device="cpu"),
+    "install-model": commands.install_model(Path("/ws"), Path("/m.zip")),
+}
+
+
+def require(command: str) -> None:
+    if importlib.util.find_spec(f"AutoSegNetLib.cli.{command.replace('-', '_')}") is None:
+        pytest.skip(f"engine command {command!r} is not built yet")
+
+
+@pytest.mark.parametrize("name", sorted(COMMAND_LINES))
+def test_the_engine_parser_accepts_the_command_line(name):
+    args = COMMAND_LINES[name]
+    require(args[0])
+    parsed = build_parser().parse_args(args)
+    assert parsed.workspace == "/ws" and parsed.progress == "json"
+
+
+def test_train_options_reach_the_engine_as_given():
+    require("train")
+    parsed = build_parser().parse_args(COMMAND_LINES["train --pretrained"])
+    assert (parsed.dataset, parsed.configuration, parsed.fold) == ("Dataset007_Scene", "3d_fullres", "all")
+    assert (parsed.epochs, parsed.iterations, parsed.time_budget, parsed.device) == (3, 4, 2.5, "cpu")
+    assert parsed.pretrained == Path("/m/fold_all/c.pth")
+    assert build_parser().parse_args(COMMAND_LINES["train --continue"]).continue_training is True
+
+
+def test_predict_options_reach_the_engine_as_given():
+    require("predict")
+    parsed = build_parser().parse_args(COMMAND_LINES["predict"])
+    assert (parsed.input, parsed.output, parsed.model_folder, parsed.folds) == ("/in", "/out", "/m", ["0", "1"])
+    assert parsed.no_tta and parsed.save_probabilities and parsed.save_uncertainty == "entropy"
