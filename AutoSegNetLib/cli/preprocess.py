@@ -1,0 +1,41 @@
+"""``autosegnet preprocess DATASET -c CONFIG... [-np N]``: crop, normalise and resample the training cases."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from AutoSegNetLib.planning.plans import Plans
+
+log = logging.getLogger(__name__)
+
+
+def default_num_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", help="dataset ID (4), folder name (Dataset004_Hippocampus) or name (Hippocampus)")
+    parser.add_argument("-c", "--configurations", nargs="+", default=None, metavar="CONFIG",
+                        help="configurations to preprocess (default: every planned configuration)")
+    parser.add_argument("-np", "--num-workers", type=int, default=default_num_workers(),
+                        help="worker processes, one case each (default: %(default)s)")
+    parser.add_argument("--plans-name", default="plans", help="plans file name without .json (default: plans)")
+
+
+def run(args: argparse.Namespace, ctx) -> int:
+    from AutoSegNetLib.preprocessing import preprocess_dataset
+
+    configurations = args.configurations
+    if configurations is None:
+        plans_path = ctx.workspace.preprocessed_dataset(args.dataset) / f"{args.plans_name}.json"
+        configurations = list(Plans.load(plans_path).configurations) if plans_path.is_file() else []
+    summary = preprocess_dataset(ctx.workspace, args.dataset, configurations, args.num_workers, ctx.reporter,
+                                 args.plans_name)
+    for conf, entry in summary.items():
+        if isinstance(entry, dict):
+            log.info("%s: %d cases, %d preprocessed, %d up to date, %d removed -> %s", conf, entry["cases"],
+                     len(entry["preprocessed"]), entry["unchanged"], len(entry["removed"]), entry["folder"])
+    ctx.reporter.emit("done", stage="preprocess", seconds=summary["seconds"])
+    return 0
