@@ -38,7 +38,7 @@ def run_parallel(fn: Callable[[T], R], items: Iterable[T], num_workers: int,
         for item in items:
             yield item, _call(fn, item, describe)
         return
-    context = multiprocessing.get_context("spawn" if _torch_loaded() else "fork")
+    context = multiprocessing.get_context(_start_method())
     with ProcessPoolExecutor(max_workers=num_workers, mp_context=context) as pool:
         pending: dict[Any, T] = {}
         queue = iter(items)
@@ -81,7 +81,15 @@ def _call(fn: Callable[[T], R], item: T, describe: Callable[[T], str]) -> R:
         raise WorkerError(f"Failed on {describe(item)}: {type(exc).__name__}: {exc}") from exc
 
 
-def _torch_loaded() -> bool:
+def _start_method() -> str:
+    """``fork`` (fast: workers inherit the imported modules) unless CUDA is initialised in this process.
+
+    Forking after CUDA was initialised breaks CUDA in the children; that is the one case where the slower
+    ``spawn`` is needed (PyTorch's own DataLoader follows the same rule).
+    """
     import sys
 
-    return "torch" in sys.modules
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        return "spawn"
+    return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
