@@ -1,1 +1,33 @@
-"""Experiment planning: from a dataset fingerprint to ``plans.json``."""
+"""Experiment planning: from a dataset fingerprint to ``plans.json``.
+
+Entry point: :func:`plan_experiment`; planners: :class:`ExperimentPlanner`, :func:`get_planner`,
+:func:`register_planner`; the plans file: :class:`Plans`.
+"""
+
+from AutoSegNetLib.planning.experiment import PLANS_FILE, plan_experiment, select_configurations
+from AutoSegNetLib.planning.planners import (
+    CONFIGURATIONS,
+    PLANNERS,
+    ExperimentPlanner,
+    MemoryReference,
+    get_planner,
+    register_planner,
+)
+from AutoSegNetLib.planning.plans import ConfigurationPlan, Plans, ResamplingSettings
+from AutoSegNetLib.planning.summary import plans_summary
+
+__all__ = [
+    "CONFIGURATIONS",
+    "PLANNERS",
+    "PLANS_FILE",
+    "ConfigurationPlan",
+    "ExperimentPlanner",
+    "MemoryReference",
+    "Plans",
+    "ResamplingSettings",
+    "get_planner",
+    "plan_experiment",
+    "plans_summary",
+    "register_planner",
+    "select_configurations",
+]

@@ -141,7 +141,8 @@ def _has_default(f: Any) -> bool:
 
 
 _EXPECTED_TYPES = {
-    "list[float]": list, "list[int]": list, "list[str]": list, "list[bool]": list, "list[int] | None": (list, type(None)),
+    "list[float]": list, "list[int]": list, "list[str]": list, "list[bool]": list,
+    "list[int] | None": (list, type(None)),
     "int": int, "float": (int, float), "str": str, "bool": bool, "str | None": (str, type(None)),
     "dict[str, Any]": dict, "dict[str, dict[str, float]]": dict,
 }
@@ -153,7 +154,9 @@ def _check_types(obj: Any, source: str, where: str) -> None:
         value = getattr(obj, f.name)
         if expected is not None and not isinstance(value, expected):
             name = f"{where}.{f.name}" if where else f.name
-            raise DatasetFormatError(f"{source}: field {name!r} should be {f.type}, got {type(value).__name__} {value!r}.")
+            raise DatasetFormatError(
+                f"{source}: field {name!r} should be {f.type}, got {type(value).__name__} {value!r}."
+            )
 
 
 def _typed(value: Any, kind: type, where: str, source: str) -> Any:

@@ -1,0 +1,70 @@
+"""``autosegnet plan-and-preprocess DATASET [-c CONFIG...] [-np N] [--verify] [--planner NAME]``.
+
+Runs, in order: verify (with ``--verify``), fingerprint, plan (every warranted configuration), preprocess
+(the ``-c`` configurations, default all planned).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+
+from AutoSegNetLib.cli.fingerprint import default_num_workers
+from AutoSegNetLib.cli.plan import add_planner_arguments
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", help="dataset ID (4), folder name (Dataset004_Hippocampus) or name (Hippocampus)")
+    parser.add_argument("-c", "--configurations", nargs="+", default=None, metavar="CONFIG",
+                        help="configurations to preprocess (default: every planned configuration)")
+    parser.add_argument("-np", "--num-workers", type=int, default=default_num_workers(),
+                        help="worker processes for every stage, one case each (default: %(default)s)")
+    parser.add_argument("--verify", action="store_true", help="check the raw dataset's integrity first")
+    add_planner_arguments(parser)
+
+
+def run(args: argparse.Namespace, ctx) -> int:
+    from AutoSegNetLib.fingerprint import extract_fingerprint
+    from AutoSegNetLib.planning import plan_experiment
+
+    if args.verify and not _verify(args, ctx):
+        return 1
+    extract_fingerprint(ctx.workspace, args.dataset, args.num_workers, ctx.reporter)
+    plans = plan_experiment(ctx.workspace, args.dataset, args.planner, args.gpu_memory_gb, None, ctx.reporter)
+    preprocess = _optional("AutoSegNetLib.preprocessing", "preprocess_dataset")
+    if preprocess is None:
+        log.error("Fingerprint and plans are written, but preprocessing is not built yet in this version; "
+                  "nothing was preprocessed.")
+        return 2
+    configurations = args.configurations or list(plans.configurations)
+    preprocess(ctx.workspace, args.dataset, configurations, args.num_workers, ctx.reporter)
+    return 0
+
+
+def _verify(args: argparse.Namespace, ctx) -> bool:
+    verify = _optional("AutoSegNetLib.dataset.verify", "verify_dataset")
+    if verify is None:
+        log.warning("--verify: dataset verification is not built yet in this version; skipping it.")
+        return True
+    report = verify(ctx.workspace.raw_dataset(args.dataset), num_workers=args.num_workers, reporter=ctx.reporter)
+    for problem in report.problems:
+        log.warning("%s", problem)
+    if not report.ok:
+        log.error("verify: %d error(s) in %s; fix them (see `autosegnet verify %s`) before planning.",
+                  len(report.errors), args.dataset, args.dataset)
+    return report.ok
+
+
+def _optional(module: str, name: str):
+    """``module.name``, or None when that stage is not built (its module does not exist)."""
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module.startswith(exc.name) or exc.name.startswith(module)):
+            return None
+        raise
+    except AttributeError:
+        return None
