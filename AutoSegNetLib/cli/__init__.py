@@ -82,7 +82,12 @@ def _add_common_options(parser: argparse.ArgumentParser, defaults: bool) -> None
     parser.add_argument("-v", "--verbose", action="store_true", default=default(False), help="debug logging")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; with ``only``, only that command's module is imported (fast start-up).
+
+    Command modules may import heavy packages (torch); ``main`` passes the command it finds in ``argv``
+    so ``autosegnet verify`` never pays for importing torch.
+    """
     parser = argparse.ArgumentParser(
         prog="autosegnet",
         description="AutoSegNet: self-configuring medical image segmentation (nnU-Net v2 family).",
@@ -97,13 +102,29 @@ def build_parser() -> argparse.ArgumentParser:
         help_text = command.help if built else f"{command.help} [not built yet: issue #{command.issue}]"
         sub = subparsers.add_parser(command.name, help=help_text, description=help_text, parents=[common])
         sub.set_defaults(_command=command)
-        if built:
+        if built and (only is None or only == command.name):
             importlib.import_module(_module_name(command)).add_arguments(sub)
     return parser
 
 
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The command name in ``argv`` (skipping the values of the common options), if any."""
+    names = {c.name for c in COMMANDS}
+    skip_next = False
+    for token in argv:
+        if skip_next:
+            skip_next = False
+        elif token in ("--workspace", "--progress"):
+            skip_next = True
+        elif token in names:
+            return token
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command_name = _command_in(argv)
+    parser = build_parser(only=command_name or "")
     args = parser.parse_args(argv)
     command: Command | None = getattr(args, "_command", None)
     if command is None:

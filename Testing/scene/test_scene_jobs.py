@@ -96,8 +96,16 @@ def test_an_engine_ignoring_stop_is_killed_after_the_grace_period(tmp_path):
     started = time.monotonic()
     state = job.wait(timeout=20)
     assert state.status == "stopped" and time.monotonic() - started < 10
-    assert psutil.Process().children() == [] or all(not c.is_running() or c.status() == psutil.STATUS_ZOMBIE
-                                                    for c in psutil.Process().children())
+    assert all(not c.is_running() or c.status() == psutil.STATUS_ZOMBIE
+               for c in psutil.Process().children() if not _is_resource_tracker(c))
+
+
+def _is_resource_tracker(process: psutil.Process) -> bool:
+    """multiprocessing's helper process, started by earlier tests in this pytest process, not by the job."""
+    try:
+        return "resource_tracker" in " ".join(process.cmdline())
+    except psutil.Error:
+        return False
 
 
 def test_a_failing_engine_reports_its_error_and_keeps_its_log(tmp_path):
