@@ -37,7 +37,7 @@ class AutoSegNet(ScriptedLoadableModule):
         self.parent.helpText = _(
             "Train a self-configuring (nnU-Net family) segmentation model on training cases marked in the scene, "
             "segment new volumes, correct the results and retrain. "
-            '<a href="https://github.com/autosegnet/SlicerAutoSegNet/blob/main/docs/slicer_user_guide.md">'
+            '<a href="https://github.com/autosegnet/SlicerAutoSegNet/blob/main/README.md#3d-slicer-user-guide">'
             "User guide</a>."
         )
         self.parent.acknowledgementText = _(
