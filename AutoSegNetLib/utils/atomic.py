@@ -67,4 +67,5 @@ def read_json(path: str | os.PathLike) -> Any:
     except FileNotFoundError:
         raise DatasetFormatError(f"{path} does not exist.") from None
     except json.JSONDecodeError as exc:
-        raise DatasetFormatError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}.") from None
+        where = f"line {exc.lineno}, column {exc.colno}"
+        raise DatasetFormatError(f"{path} is not valid JSON ({where}): {exc.msg}.") from None

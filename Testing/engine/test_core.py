@@ -119,9 +119,11 @@ def test_plans_round_trip_through_json(tmp_path):
     ("mutate", "message"),
     [
         (lambda d: d.update(extra=1), "unknown field 'extra'"),
-        (lambda d: d["configurations"]["3d_fullres"].update(patch=[1]), "unknown field 'configurations.3d_fullres.patch'"),
+        (lambda d: d["configurations"]["3d_fullres"].update(patch=[1]),
+         "unknown field 'configurations.3d_fullres.patch'"),
         (lambda d: d["configurations"]["3d_fullres"].update(batch_size="7"), "batch_size' should be int"),
-        (lambda d: d["configurations"]["3d_fullres"].pop("spacing"), "required field 'configurations.3d_fullres.spacing'"),
+        (lambda d: d["configurations"]["3d_fullres"].pop("spacing"),
+         "required field 'configurations.3d_fullres.spacing'"),
         (lambda d: d.update(version=99), "plans version 99 is not supported"),
         (lambda d: d.update(format="nnunet"), "field 'format' must be"),
     ],
