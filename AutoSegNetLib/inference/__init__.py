@@ -1,0 +1,39 @@
+"""Prediction with trained models: sliding window, test-time mirroring, fold ensembles, cascade, files.
+
+Entry points:
+- :func:`sliding_window_predict` (pure: network(s) + image tensor -> ``(K, Z, Y, X)``), with the pure helpers
+  :func:`compute_steps` and :func:`gaussian_importance_map`;
+- :class:`Predictor` (``Predictor.from_model_folder(folder).predict(image, geometry)``, in memory);
+- :func:`predict_files` (folders of image files, what ``autosegnet predict`` runs);
+- :func:`ensemble_folders` (average stored probabilities of several prediction folders).
+"""
+
+from AutoSegNetLib.inference.ensemble import ensemble_folders
+from AutoSegNetLib.inference.files import InputCase, list_input_cases, predict_files, select_part
+from AutoSegNetLib.inference.labels import one_hot, probabilities_to_segmentation
+from AutoSegNetLib.inference.model_folder import ModelFolder, find_model_folder, model_folder_name
+from AutoSegNetLib.inference.predictor import Prediction, Predictor, resolve_device
+from AutoSegNetLib.inference.sliding_window import sliding_window_predict
+from AutoSegNetLib.inference.tiles import compute_steps, gaussian_importance_map
+from AutoSegNetLib.inference.uncertainty import disagreement, normalised_entropy
+
+__all__ = [
+    "InputCase",
+    "ModelFolder",
+    "Prediction",
+    "Predictor",
+    "compute_steps",
+    "disagreement",
+    "ensemble_folders",
+    "find_model_folder",
+    "gaussian_importance_map",
+    "list_input_cases",
+    "model_folder_name",
+    "normalised_entropy",
+    "one_hot",
+    "predict_files",
+    "probabilities_to_segmentation",
+    "resolve_device",
+    "select_part",
+    "sliding_window_predict",
+]

@@ -1,0 +1,227 @@
+"""A trained model folder: ``plans.json``, ``dataset.json``, ``fold_<k>/checkpoint_<name>.pth``, postprocessing.
+
+Layout (``results/DatasetXXX_Name/AutoSegNet__<plans_name>__<configuration>/``) as training writes it; see
+the workspace layout in the engineering brief. Only our own checkpoint format is read here; nnU-Net model
+folders are converted first (:mod:`AutoSegNetLib.models.nnunet_import`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from AutoSegNetLib.dataset.dataset_json import DatasetJson
+from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.planning.plans import ConfigurationPlan, Plans
+from AutoSegNetLib.utils.atomic import read_json
+from AutoSegNetLib.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "autosegnet-checkpoint"
+CHECKPOINT_NAMES = ("final", "best", "latest")
+MODEL_FOLDER_PREFIX = "AutoSegNet"
+POSTPROCESSING_FILE = "postprocessing.json"
+_FOLDER_NAME = re.compile(rf"^{MODEL_FOLDER_PREFIX}__(?P<plans>.+?)__(?P<configuration>[^_].*)$")
+
+
+def model_folder_name(plans_name: str, configuration: str) -> str:
+    """``AutoSegNet__<plans_name>__<configuration>``."""
+    return f"{MODEL_FOLDER_PREFIX}__{plans_name}__{configuration}"
+
+
+def parse_model_folder_name(name: str) -> tuple[str, str] | None:
+    """``(plans_name, configuration)`` from a model folder's name, or None if it does not follow the pattern."""
+    match = _FOLDER_NAME.match(name)
+    return (match.group("plans"), match.group("configuration")) if match else None
+
+
+def find_model_folder(workspace: Workspace, dataset: str, configuration: str, plans_name: str | None = None) -> Path:
+    """The model folder of ``configuration`` in the workspace's results for ``dataset``.
+
+    Without ``plans_name`` the one folder ``AutoSegNet__*__<configuration>`` is used; several give an error
+    listing them.
+    """
+    results = workspace.results_dataset(dataset)
+    if plans_name is not None:
+        folder = results / model_folder_name(plans_name, configuration)
+        if not folder.is_dir():
+            raise AutoSegNetError(f"No trained model at {folder}. Train it with `autosegnet train` first.")
+        return folder
+    candidates = sorted(p for p in results.glob(f"{MODEL_FOLDER_PREFIX}__*__{configuration}") if p.is_dir())
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        present = sorted(p.name for p in results.glob(f"{MODEL_FOLDER_PREFIX}__*") if p.is_dir())
+        raise AutoSegNetError(
+            f"No trained model for configuration {configuration!r} in {results}. Models there: "
+            f"{', '.join(present) or 'none'}. Train one with `autosegnet train` or install one with "
+            "`autosegnet install-model`."
+        )
+    names = ", ".join(p.name for p in candidates)
+    raise AutoSegNetError(f"Several models for {configuration!r} in {results}: {names}. Choose one with -p PLANS.")
+
+
+def fold_folder_name(fold: int | str) -> str:
+    """``fold_0`` ... or ``fold_all``."""
+    return f"fold_{fold}"
+
+
+def parse_folds(folds: Any) -> list[str] | None:
+    """Folds as folder suffixes: ``"all"``, ``0``, ``[0, 1]``, ``["0", "all"]`` -> ``["all"]``, ``["0"]``, ...;
+    ``None`` stays None (meaning: every fold the model has)."""
+    if folds is None:
+        return None
+    if isinstance(folds, (str, int)):
+        folds = [folds]
+    out = []
+    for fold in folds:
+        text = str(fold).strip()
+        if text != "all" and not text.isdigit():
+            raise AutoSegNetError(f"Fold {fold!r} is not a fold number or 'all'.")
+        out.append(text)
+    return out
+
+
+@dataclass
+class ModelFolder:
+    """A model folder's plans, dataset description and configuration; loads checkpoints and networks."""
+
+    folder: Path
+    plans: Plans
+    dataset_json: DatasetJson
+    configuration_name: str
+
+    @classmethod
+    def open(cls, folder: str | Path, configuration: str | None = None) -> ModelFolder:
+        """Read ``plans.json`` and ``dataset.json``; the configuration comes from ``configuration``, the folder
+        name, a checkpoint's ``configuration`` field, or the plans' only configuration."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise AutoSegNetError(f"Model folder {folder} does not exist.")
+        for required in ("plans.json", "dataset.json"):
+            if not (folder / required).is_file():
+                raise AutoSegNetError(
+                    f"{folder} is not a model folder: {required} is missing. nnU-Net model folders are imported "
+                    "with `autosegnet import-nnunet`."
+                )
+        plans = Plans.load(folder / "plans.json")
+        dataset_json = DatasetJson.load(folder / "dataset.json")
+        name = configuration or _configuration_of(folder, plans)
+        plans.configuration(name)  # a clear error if unknown
+        return cls(folder, plans, dataset_json, name)
+
+    # ----- facts -------------------------------------------------------------------------------------
+    @property
+    def configuration(self) -> ConfigurationPlan:
+        return self.plans.configuration(self.configuration_name)
+
+    @property
+    def regions(self) -> bool:
+        return self.dataset_json.has_regions
+
+    @property
+    def cascade_label_values(self) -> list[int]:
+        """Label values one-hot encoded as extra input channels for a cascade stage (none otherwise)."""
+        if self.configuration.previous_stage is None:
+            return []
+        ignore = self.dataset_json.ignore_label
+        return [v for v in self.dataset_json.label_values if v != 0 and v != ignore]
+
+    @property
+    def num_input_channels(self) -> int:
+        return self.dataset_json.num_channels + len(self.cascade_label_values)
+
+    @property
+    def num_outputs(self) -> int:
+        return self.dataset_json.num_segmentation_heads
+
+    def postprocessing(self) -> dict[str, Any] | None:
+        """The determined postprocessing rules (``postprocessing.json``), or None."""
+        path = self.folder / POSTPROCESSING_FILE
+        return read_json(path) if path.is_file() else None
+
+    # ----- folds and checkpoints ---------------------------------------------------------------------
+    def available_folds(self, checkpoint: str = "final") -> list[str]:
+        """Folds (``"0"``, ..., ``"all"``) that have ``checkpoint_<checkpoint>.pth``, numbers first."""
+        found = [
+            p.name[len("fold_"):] for p in self.folder.glob("fold_*")
+            if (p / f"checkpoint_{checkpoint}.pth").is_file()
+        ]  # fmt: skip
+        return sorted(found, key=lambda f: (not f.isdigit(), int(f) if f.isdigit() else 0, f))
+
+    def checkpoint_path(self, fold: str, checkpoint: str = "final") -> Path:
+        if checkpoint not in CHECKPOINT_NAMES:
+            raise AutoSegNetError(f"Checkpoint {checkpoint!r} is not one of {', '.join(CHECKPOINT_NAMES)}.")
+        path = self.folder / fold_folder_name(fold) / f"checkpoint_{checkpoint}.pth"
+        if not path.is_file():
+            have = self.available_folds(checkpoint)
+            raise AutoSegNetError(
+                f"{path} does not exist. Folds with checkpoint_{checkpoint}.pth: {', '.join(have) or 'none'}"
+                f"{' (is training finished? try --checkpoint best or latest)' if checkpoint == 'final' else ''}."
+            )
+        return path
+
+    def load_checkpoint(self, fold: str, checkpoint: str = "final") -> dict[str, Any]:
+        """The checkpoint dict of one fold (our own format; loaded on the CPU)."""
+        path = self.checkpoint_path(fold, checkpoint)
+        data = torch.load(path, map_location="cpu", weights_only=False)  # our own files only
+        if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT or "network_weights" not in data:
+            raise AutoSegNetError(
+                f"{path} is not an AutoSegNet checkpoint (no 'format': {CHECKPOINT_FORMAT!r}). Checkpoints of nnU-Net "
+                "are converted with `autosegnet import-nnunet`."
+            )
+        return data
+
+    def build_network(self) -> nn.Module:
+        """The configuration's network, without deep supervision and without initialisation."""
+        from AutoSegNetLib.network import build_network
+
+        return build_network(
+            self.configuration.network, self.num_input_channels, self.num_outputs, deep_supervision=False,
+            initialize=False,
+        )  # fmt: skip
+
+    def load_network(self, fold: str, checkpoint: str = "final") -> tuple[nn.Module, list[int] | None]:
+        """The trained network of ``fold`` in eval mode, and the mirror axes it allows (None: no mirroring)."""
+        data = self.load_checkpoint(fold, checkpoint)
+        network = self.build_network()
+        try:
+            network.load_state_dict(data["network_weights"])
+        except RuntimeError as error:
+            raise AutoSegNetError(
+                f"The weights in {self.checkpoint_path(fold, checkpoint)} do not fit the network planned in "
+                f"{self.folder / 'plans.json'} ({self.configuration_name}): {str(error).splitlines()[0]}"
+            ) from None
+        network.eval()
+        ndim = self.configuration.ndim
+        mirror_axes = data.get("inference_allowed_mirroring_axes", list(range(ndim)))
+        if mirror_axes is None:
+            return network, None
+        usable = [int(a) for a in mirror_axes if 0 <= int(a) < ndim]
+        if len(usable) != len(mirror_axes):
+            log.warning("%s: mirror axes %s include axes a %dD network does not have; using %s.",
+                        self.checkpoint_path(fold, checkpoint), list(mirror_axes), ndim, usable)  # fmt: skip
+        return network, usable
+
+
+def _configuration_of(folder: Path, plans: Plans) -> str:
+    parsed = parse_model_folder_name(folder.name)
+    if parsed is not None and parsed[1] in plans.configurations:
+        return parsed[1]
+    for checkpoint in sorted(folder.glob("fold_*/checkpoint_*.pth")):
+        data = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        if isinstance(data, dict) and data.get("configuration") in plans.configurations:
+            return str(data["configuration"])
+    if len(plans.configurations) == 1:
+        return next(iter(plans.configurations))
+    raise AutoSegNetError(
+        f"Cannot tell which configuration {folder} holds: its name is not AutoSegNet__<plans>__<configuration> and "
+        f"no checkpoint names one. Pass the configuration explicitly (one of {', '.join(plans.configurations)})."
+    )

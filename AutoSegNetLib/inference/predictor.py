@@ -1,0 +1,265 @@
+"""In-memory prediction with a trained model: ``Predictor.from_model_folder(...).predict(image, geometry)``.
+
+The predictor holds the loaded networks (one per fold), so predicting many cases loads and builds them once.
+Per case: preprocess (crop, normalise, resample; for a cascade stage add the one-hot low-resolution
+segmentation as input channels) -> sliding window over all folds and mirrored variants, averaging
+probabilities -> revert to the input's grid -> label map -> postprocessing (if the model folder has rules).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.imageio.geometry import Geometry
+from AutoSegNetLib.inference.labels import one_hot, probabilities_to_segmentation
+from AutoSegNetLib.inference.model_folder import ModelFolder, model_folder_name, parse_folds, parse_model_folder_name
+from AutoSegNetLib.inference.sliding_window import sliding_window_predict
+from AutoSegNetLib.inference.uncertainty import UNCERTAINTY_KINDS, disagreement, normalised_entropy
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"``: CUDA if available, else Apple MPS, else CPU; other names are checked for availability."""
+    if isinstance(device, torch.device):
+        return device
+    name = str(device).strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+    try:
+        resolved = torch.device(name)
+    except RuntimeError:
+        raise AutoSegNetError(f"Unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps.") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise AutoSegNetError("--device cuda was asked for, but this PyTorch has no usable CUDA GPU; use --device cpu.")
+    if resolved.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise AutoSegNetError("--device mps was asked for, but Apple MPS is not available; use --device cpu.")
+    return resolved
+
+
+@dataclass
+class Prediction:
+    """One case's result on the input's voxel grid.
+
+    ``segmentation`` ``(Z, Y, X)`` uint8/uint16 label values; ``probabilities`` ``(K, Z, Y, X)`` float32 (softmax
+    classes incl. background, or sigmoid regions), None when not asked for; ``uncertainty`` ``(Z, Y, X)`` float32
+    in ``[0, 1]`` (see :mod:`AutoSegNetLib.inference.uncertainty`) or None.
+    """
+
+    segmentation: np.ndarray
+    probabilities: np.ndarray | None
+    uncertainty: np.ndarray | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class Predictor:
+    """A model folder's networks, ready to predict cases in memory.
+
+    Build it with :meth:`from_model_folder`. ``step`` is the tile step (fraction of the patch), ``tta``
+    switches mirroring test-time augmentation, ``tile_batch`` sets tiles per forward pass and ``batch_mirrors``
+    whether the mirrored variants of those tiles share the pass; ``member_threads`` how many folds/mirrored
+    variants run at once on the CPU, each single-threaded (``None``: :func:`default_member_threads`). These three
+    change the speed, not the result (up to float rounding). ``previous`` is the low-resolution predictor of a
+    cascade stage.
+    """
+
+    model: ModelFolder
+    networks: list[nn.Module]
+    folds: list[str]
+    mirror_axes: list[int] | None
+    device: torch.device
+    step: float = 0.5
+    tta: bool = True
+    tile_batch: int = 1
+    batch_mirrors: bool = True
+    member_threads: int | None = None
+    previous: Predictor | None = None
+    postprocessing: dict[str, Any] | None = None
+    preprocess: Callable[..., tuple[np.ndarray, np.ndarray | None, dict[str, Any]]] | None = field(
+        default=None, repr=False
+    )
+    revert: Callable[..., np.ndarray] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.step <= 1:
+            raise AutoSegNetError(f"The tile step must be in (0, 1] (a fraction of the patch size), got {self.step}.")
+        if self.preprocess is None or self.revert is None:
+            from AutoSegNetLib.preprocessing.case import preprocess_case, revert_probabilities
+
+            self.preprocess = self.preprocess or preprocess_case
+            self.revert = self.revert or revert_probabilities
+
+    @classmethod
+    def from_model_folder(
+        cls,
+        folder: str | Path,
+        folds: Sequence[int | str] | int | str | None = (0,),
+        checkpoint: str = "final",
+        device: str | torch.device = "auto",
+        tta: bool = True,
+        step: float = 0.5,
+        tile_batch: int = 1,
+        postprocess: bool = True,
+        previous_stage_folder: str | Path | None = None,
+        batch_mirrors: bool = True,
+        member_threads: int | None = None,
+    ) -> Predictor:
+        """Load the networks of ``folds`` (``(0,)``, ``"all"``, ``[0, 1, 2, 3, 4]``; ``None`` = every fold with
+        ``checkpoint_<checkpoint>.pth``) from a model folder.
+
+        A cascade stage (``3d_cascade_fullres``) also loads its low-resolution stage, by default from the
+        sibling folder ``AutoSegNet__<plans>__<previous_stage>``, with the same folds where it has them.
+        ``postprocess`` applies the folder's ``postprocessing.json`` (if any) to the label maps.
+        """
+        model = ModelFolder.open(folder)
+        device = resolve_device(device)
+        chosen = parse_folds(folds) or model.available_folds(checkpoint)
+        if not chosen:
+            raise AutoSegNetError(f"{model.folder} has no fold with checkpoint_{checkpoint}.pth; train a fold first.")
+        networks, axes = [], []
+        for fold in chosen:
+            network, mirror_axes = model.load_network(fold, checkpoint)
+            networks.append(network.to(device))
+            axes.append(mirror_axes)
+        previous = None
+        if model.configuration.previous_stage is not None:
+            previous = _load_previous_stage(model, previous_stage_folder, chosen, checkpoint, device, tta, step,
+                                            tile_batch, batch_mirrors)  # fmt: skip
+        log.info(
+            "Loaded %s (%s), folds %s, checkpoint %s, on %s", model.folder.name, model.configuration_name,
+            ", ".join(chosen), checkpoint, device,
+        )  # fmt: skip
+        return cls(
+            model=model, networks=networks, folds=chosen, mirror_axes=_common_axes(axes), device=device, step=step,
+            tta=tta, tile_batch=tile_batch, batch_mirrors=batch_mirrors, member_threads=member_threads,
+            previous=previous,
+            postprocessing=model.postprocessing() if postprocess else None,
+        )  # fmt: skip
+
+    # ----- prediction --------------------------------------------------------------------------------
+    def predict(self, image: np.ndarray, geometry: Geometry) -> tuple[np.ndarray, np.ndarray]:
+        """Segment one image ``(C, Z, Y, X)`` with its geometry.
+
+        Returns the label map ``(Z, Y, X)`` (uint8, or uint16 for more than 255 labels) and the probabilities
+        ``(K, Z, Y, X)`` float32, both on the input's voxel grid.
+        """
+        result = self.predict_case(image, geometry, return_probabilities=True)
+        return result.segmentation, result.probabilities
+
+    def predict_case(
+        self,
+        image: np.ndarray,
+        geometry: Geometry,
+        *,
+        return_probabilities: bool = True,
+        uncertainty: str | None = None,
+        postprocess: bool = True,
+    ) -> Prediction:
+        """Like :meth:`predict`, returning a :class:`Prediction`; ``uncertainty`` is ``"entropy"`` or
+        ``"disagreement"`` (between folds and mirrored passes), or None."""
+        if uncertainty is not None and uncertainty not in UNCERTAINTY_KINDS:
+            raise AutoSegNetError(f"Unknown uncertainty {uncertainty!r}; use one of {', '.join(UNCERTAINTY_KINDS)}.")
+        start = time.perf_counter()
+        model = self.model
+        configuration = model.configuration
+        previous_seg = None
+        if self.previous is not None:
+            previous_seg = self.previous.predict_case(image, geometry, return_probabilities=False,
+                                                      postprocess=False).segmentation  # fmt: skip
+        data, seg, properties = self.preprocess(
+            image, previous_seg, geometry, model.plans, configuration, model.dataset_json, input_hash="prediction"
+        )
+        if model.cascade_label_values:
+            data = np.concatenate([data, one_hot(seg[0], model.cascade_label_values)])
+        del seg
+        probabilities, member_entropy = self._sliding_window(data, with_member_entropy=uncertainty == "disagreement")
+        del data
+        uncertainty_map = None
+        if uncertainty is not None:
+            uncertainty_map = normalised_entropy(probabilities, model.regions)
+            if member_entropy is not None:
+                uncertainty_map = disagreement(uncertainty_map, member_entropy)
+            uncertainty_map = self.revert(uncertainty_map.cpu().numpy()[None], properties, model.plans, configuration,
+                                          regions=True)[0]  # fmt: skip
+        probabilities = self.revert(probabilities.cpu().numpy(), properties, model.plans, configuration,
+                                    regions=model.regions)  # fmt: skip
+        order = model.dataset_json.regions_class_order if model.regions else None
+        segmentation = probabilities_to_segmentation(probabilities, order)
+        if postprocess and self.postprocessing:
+            from AutoSegNetLib.evaluation.postprocessing import apply_postprocessing
+
+            segmentation = apply_postprocessing(segmentation, self.postprocessing)
+        return Prediction(
+            segmentation=segmentation,
+            probabilities=probabilities if return_probabilities else None,
+            uncertainty=uncertainty_map,
+            seconds=time.perf_counter() - start,
+        )
+
+    def _sliding_window(self, data: np.ndarray, with_member_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        result = sliding_window_predict(
+            self.networks,
+            torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32)),
+            self.model.configuration.patch_size,
+            step=self.step,
+            mirror_axes=self.mirror_axes if self.tta else None,
+            tile_batch=self.tile_batch,
+            device=self.device,
+            batch_mirrors=self.batch_mirrors,
+            member_threads=self.member_threads or default_member_threads(self.device),
+            nonlin="sigmoid" if self.model.regions else "softmax",
+            with_member_entropy=with_member_entropy,
+        )
+        return result if isinstance(result, tuple) else (result, None)
+
+
+def default_member_threads(device: torch.device) -> int:
+    """Members run at once: on a CPU two when PyTorch uses at least two threads (each pass then gets half of
+    them), else one; always one on accelerators. Two passes at once need twice the activation memory."""
+    return min(2, torch.get_num_threads()) if device.type == "cpu" else 1
+
+
+def _common_axes(axes: list[list[int] | None]) -> list[int] | None:
+    """Mirror axes every fold allows (None if any fold allows none)."""
+    if any(a is None for a in axes):
+        return None
+    common = set(axes[0])
+    for a in axes[1:]:
+        common &= set(a)
+    return sorted(common)
+
+
+def _load_previous_stage(
+    model: ModelFolder, folder: str | Path | None, folds: list[str], checkpoint: str, device: torch.device,
+    tta: bool, step: float, tile_batch: int, batch_mirrors: bool,
+) -> Predictor:  # fmt: skip
+    stage = model.configuration.previous_stage
+    if folder is None:
+        parsed = parse_model_folder_name(model.folder.name)
+        plans_name = parsed[0] if parsed else model.plans.plans_name
+        folder = model.folder.parent / model_folder_name(plans_name, stage)
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise AutoSegNetError(
+            f"{model.configuration_name} is a cascade stage and needs the {stage!r} model, expected at {folder}. "
+            f"Train {stage} first (or pass its folder)."
+        )
+    previous_model = ModelFolder.open(folder, configuration=stage)
+    have = previous_model.available_folds(checkpoint)
+    use = [f for f in folds if f in have] or have
+    return Predictor.from_model_folder(folder, use, checkpoint, device, tta, step, tile_batch, postprocess=False,
+                                       batch_mirrors=batch_mirrors)

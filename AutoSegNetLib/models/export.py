@@ -1,0 +1,139 @@
+"""``export-model``: pack trained model folders into one zip with a manifest (versions, labels, sha256 of files).
+
+The zip holds, relative to the dataset's results folder, per model folder: ``plans.json``, ``dataset.json``,
+``fingerprint.json`` and ``postprocessing.json`` when present, and ``fold_<k>/checkpoint_<name>.pth`` of the
+chosen folds, stripped to what prediction needs (no optimiser, scaler or random-generator state), so the
+checkpoints load with ``torch.load(weights_only=True)``. A cascade stage brings its low-resolution stage along.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import io
+import json
+import logging
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from AutoSegNetLib import __version__
+from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.inference.model_folder import (
+    POSTPROCESSING_FILE,
+    ModelFolder,
+    find_model_folder,
+    fold_folder_name,
+    model_folder_name,
+    parse_folds,
+    parse_model_folder_name,
+)
+from AutoSegNetLib.models.manifest import MANIFEST_NAME, Manifest, ModelEntry
+from AutoSegNetLib.planning.plans import PLANS_VERSION
+from AutoSegNetLib.utils.atomic import atomic_path
+from AutoSegNetLib.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+#: Checkpoint fields kept in an exported model (all plain data and tensors).
+EXPORTED_CHECKPOINT_KEYS = (
+    "format", "version", "network_weights", "epoch", "best_ema", "configuration", "inference_allowed_mirroring_axes",
+    "training_config",
+)  # fmt: skip
+OPTIONAL_FILES = ("fingerprint.json", POSTPROCESSING_FILE)
+
+
+def export_model(
+    workspace: Workspace,
+    dataset: str,
+    configurations: Sequence[str],
+    output: str | Path,
+    folds: Sequence[int | str] | None = None,
+    checkpoint: str = "final",
+    plans_name: str | None = None,
+    description: str = "",
+) -> Manifest:
+    """Write the zip ``output`` for ``configurations`` of ``dataset``; returns its manifest."""
+    requested = [find_model_folder(workspace, dataset, c, plans_name) for c in configurations]
+    folders = _with_previous_stages(requested)
+    files: dict[str, bytes] = {}
+    entries = []
+    first = None
+    for folder in folders:
+        model = ModelFolder.open(folder)
+        first = first or model
+        have = model.available_folds(checkpoint)
+        wanted = parse_folds(folds) or have
+        # a low-resolution stage brought along for a cascade: the same folds where it has them
+        chosen = wanted if folder in requested else ([f for f in wanted if f in have] or have)
+        if not chosen:
+            raise AutoSegNetError(f"{folder} has no fold with checkpoint_{checkpoint}.pth to export.")
+        for name in ("plans.json", "dataset.json", *OPTIONAL_FILES):
+            if (folder / name).is_file():
+                files[f"{folder.name}/{name}"] = (folder / name).read_bytes()
+        for fold in chosen:
+            data = model.load_checkpoint(fold, checkpoint)
+            files[f"{folder.name}/{fold_folder_name(fold)}/checkpoint_{checkpoint}.pth"] = stripped_checkpoint(data)
+        entries.append(ModelEntry(folder.name, model.configuration_name, chosen, checkpoint))
+    manifest = Manifest(
+        engine_version=__version__,
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        dataset_name=workspace.resolve_dataset(dataset),
+        labels=dict(first.dataset_json.labels),
+        channel_names=dict(first.dataset_json.channel_names),
+        file_ending=first.dataset_json.file_ending,
+        models=entries,
+        files={path: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)} for path, data in files.items()},
+        plans_version=PLANS_VERSION,
+        description=description,
+    )
+    _write_zip(Path(output), manifest, files)
+    log.info("Exported %s (%d files) to %s", ", ".join(e.folder for e in entries), len(files), output)
+    return manifest
+
+
+def stripped_checkpoint(checkpoint: dict[str, Any]) -> bytes:
+    """The checkpoint with only :data:`EXPORTED_CHECKPOINT_KEYS`, serialised; loadable with ``weights_only=True``."""
+    kept = {k: checkpoint[k] for k in EXPORTED_CHECKPOINT_KEYS if k in checkpoint}
+    data = _serialise(kept)
+    try:
+        torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception:  # training_config holding non-plain values: leave it out rather than ship pickled objects
+        kept.pop("training_config", None)
+        data = _serialise(kept)
+    return data
+
+
+def _serialise(obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def _with_previous_stages(folders: list[Path]) -> list[Path]:
+    """Add the low-resolution model folder of every cascade stage (once)."""
+    out = list(dict.fromkeys(folders))
+    for folder in list(out):
+        model = ModelFolder.open(folder)
+        stage = model.configuration.previous_stage
+        if stage is None:
+            continue
+        parsed = parse_model_folder_name(folder.name)
+        previous = folder.parent / model_folder_name(parsed[0] if parsed else model.plans.plans_name, stage)
+        if not previous.is_dir():
+            raise AutoSegNetError(f"{folder.name} is a cascade stage; its {stage} model {previous} is missing.")
+        if previous not in out:
+            log.info("Including %s: %s needs it.", previous.name, folder.name)
+            out.append(previous)
+    return out
+
+
+def _write_zip(path: Path, manifest: Manifest, files: dict[str, bytes]) -> None:
+    with atomic_path(path, suffix=".zip") as tmp, zipfile.ZipFile(tmp, "w") as archive:
+        archive.writestr(MANIFEST_NAME, json.dumps(manifest.to_dict(), indent=2), zipfile.ZIP_DEFLATED)
+        for name, data in files.items():
+            method = zipfile.ZIP_STORED if name.endswith(".pth") else zipfile.ZIP_DEFLATED
+            archive.writestr(name, data, method)

@@ -1,0 +1,175 @@
+"""``Predictor``: in-memory prediction from a model folder (folds, TTA, 2D/3D, regions, cascade, postprocessing)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from _helpers_inference import (
+    blob_image,
+    geometry,
+    save_checkpoint,
+    tiny_configuration,
+    tiny_dataset_json,
+    tiny_plans,
+    write_model_folder,
+)
+
+from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.evaluation.postprocessing import keep_largest_component
+from AutoSegNetLib.inference import Predictor, one_hot
+from AutoSegNetLib.utils.atomic import write_json
+
+torch.set_num_threads(2)
+
+CASES = {
+    # name: (configuration kwargs, image shape (Z, Y, X), spacing (z, y, x), image_dim, channels)
+    "3d": ({}, (10, 12, 9), (1.0, 1.0, 1.0), 3, 1),
+    "3d_anisotropic": ({"spacing": [2.0, 1.0, 1.0], "patch": (4, 8, 8)}, (6, 11, 9), (3.0, 0.8, 1.0), 3, 1),
+    "3d_two_channels": ({"channels": 2}, (9, 9, 10), (1.0, 1.0, 1.0), 3, 2),
+    "2d_config_on_3d_image": ({"name": "2d", "ndim": 2, "patch": (8, 8)}, (3, 12, 10), (2.0, 1.0, 1.0), 3, 1),
+    "2d_image": ({"name": "2d", "ndim": 2, "patch": (8, 8)}, (1, 13, 11), (999.0, 1.0, 1.0), 2, 1),
+}
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    return tmp_path / "results"
+
+
+def a_model(results: Path, name: str = "3d", folds=(0,), regions: bool = False, **overrides) -> Path:
+    conf_kwargs, _, _, _, channels = CASES[name]
+    configuration = tiny_configuration(**{**conf_kwargs, **overrides})
+    return write_model_folder(results, configuration, tiny_dataset_json(channels, regions), folds=folds)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_prediction_is_on_the_input_grid_with_probabilities_that_sum_to_one(results: Path, name: str) -> None:
+    _, shape, spacing, image_dim, channels = CASES[name]
+    predictor = Predictor.from_model_folder(a_model(results, name), device="cpu")
+    segmentation, probabilities = predictor.predict(blob_image(shape, channels), geometry(spacing, image_dim))
+    assert segmentation.shape == shape and segmentation.dtype == np.uint8
+    assert probabilities.shape == (3, *shape) and probabilities.dtype == np.float32
+    np.testing.assert_allclose(probabilities.sum(0), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(segmentation, probabilities.argmax(0))
+
+
+def test_fold_ensemble_averages_the_probabilities_of_the_folds(results: Path) -> None:
+    folder = a_model(results, folds=(0, 1))
+    image, geo = blob_image(), geometry()
+    both = Predictor.from_model_folder(folder, folds=None, device="cpu").predict(image, geo)[1]
+    singles = [Predictor.from_model_folder(folder, folds=[f], device="cpu").predict(image, geo)[1] for f in (0, 1)]
+    np.testing.assert_allclose(both, (singles[0] + singles[1]) / 2, atol=1e-6)
+
+
+def test_mirroring_is_on_by_default_and_can_be_switched_off(results: Path) -> None:
+    folder = a_model(results)
+    image, geo = blob_image(), geometry()
+    with_tta = Predictor.from_model_folder(folder, device="cpu")
+    without = Predictor.from_model_folder(folder, device="cpu", tta=False)
+    assert with_tta.mirror_axes == [0, 1, 2]
+    assert not np.allclose(with_tta.predict(image, geo)[1], without.predict(image, geo)[1])
+
+
+def test_a_checkpoint_that_allows_no_mirroring_predicts_the_same_with_and_without_tta(results: Path) -> None:
+    configuration = tiny_configuration()
+    folder = write_model_folder(results, configuration, tiny_dataset_json(), mirror_axes=None)
+    image, geo = blob_image(), geometry()
+    a = Predictor.from_model_folder(folder, device="cpu").predict(image, geo)[1]
+    b = Predictor.from_model_folder(folder, device="cpu", tta=False).predict(image, geo)[1]
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_regions_use_sigmoid_and_the_regions_class_order(results: Path) -> None:
+    predictor = Predictor.from_model_folder(a_model(results, regions=True), device="cpu")
+    segmentation, probabilities = predictor.predict(blob_image(), geometry())
+    assert probabilities.shape == (2, 10, 12, 9)
+    assert probabilities.min() >= 0 and probabilities.max() <= 1
+    expected = np.zeros(segmentation.shape, np.uint8)
+    expected[probabilities[0] > 0.5] = 1
+    expected[probabilities[1] > 0.5] = 2
+    np.testing.assert_array_equal(segmentation, expected)
+
+
+def test_uncertainty_maps_lie_in_zero_one_on_the_input_grid(results: Path) -> None:
+    predictor = Predictor.from_model_folder(a_model(results, folds=(0, 1)), folds=None, device="cpu")
+    for kind in ("entropy", "disagreement"):
+        result = predictor.predict_case(blob_image(), geometry(), uncertainty=kind)
+        assert result.uncertainty.shape == (10, 12, 9) and result.uncertainty.dtype == np.float32
+        assert result.uncertainty.min() >= 0 and result.uncertainty.max() <= 1
+        assert result.uncertainty.max() > 0
+
+
+def test_cascade_feeds_the_one_hot_lowres_segmentation_as_extra_channels(results: Path) -> None:
+    dataset_json = tiny_dataset_json()
+    lowres = tiny_configuration("3d_lowres", next_stage="3d_cascade_fullres")
+    cascade = tiny_configuration("3d_cascade_fullres", previous_stage="3d_lowres")
+    plans = tiny_plans([lowres, cascade])
+    write_model_folder(results, lowres, dataset_json, plans=plans, mirror_axes=None)
+    folder = write_model_folder(results, cascade, dataset_json, plans=plans, mirror_axes=None, extra_inputs=2)
+    predictor = Predictor.from_model_folder(folder, device="cpu")
+    assert predictor.previous is not None and predictor.previous.model.configuration_name == "3d_lowres"
+    seen = []
+    predictor.networks[0].register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].clone()))
+    image, geo = blob_image((8, 8, 8)), geometry()  # one tile, no padding: the input is the preprocessed case
+    segmentation, _ = predictor.predict(image, geo)
+    lowres_segmentation = predictor.previous.predict(image, geo)[0]
+    assert seen[0].shape == (1, 3, 8, 8, 8)
+    np.testing.assert_array_equal(seen[0][0, 1:].numpy(), one_hot(lowres_segmentation, [1, 2]))
+    assert segmentation.shape == (8, 8, 8)
+
+
+def test_a_cascade_without_its_lowres_model_is_a_clear_error(results: Path) -> None:
+    cascade = tiny_configuration("3d_cascade_fullres", previous_stage="3d_lowres")
+    folder = write_model_folder(results, cascade, tiny_dataset_json(), extra_inputs=2)
+    with pytest.raises(AutoSegNetError, match="Train 3d_lowres first"):
+        Predictor.from_model_folder(folder, device="cpu")
+
+
+def test_postprocessing_rules_in_the_model_folder_are_applied_to_the_label_map(results: Path) -> None:
+    folder = write_model_folder(results, tiny_configuration(), tiny_dataset_json(), mirror_axes=None)
+    image, geo = blob_image(), geometry()
+    raw = Predictor.from_model_folder(folder, device="cpu").predict(image, geo)[0]
+    rules = {"format": "autosegnet-postprocessing", "version": 1,
+             "steps": [{"operation": "keep_largest_component", "labels": [1, 2]}]}  # fmt: skip
+    write_json(folder / "postprocessing.json", rules)
+    processed = Predictor.from_model_folder(folder, device="cpu").predict(image, geo)[0]
+    np.testing.assert_array_equal(processed, keep_largest_component(raw, [1, 2]))
+    unprocessed = Predictor.from_model_folder(folder, device="cpu", postprocess=False).predict(image, geo)[0]
+    np.testing.assert_array_equal(unprocessed, raw)
+
+
+def test_best_checkpoint_is_loaded_on_request_and_a_missing_final_one_says_so(results: Path) -> None:
+    configuration = tiny_configuration()
+    folder = write_model_folder(results, configuration, tiny_dataset_json(), checkpoints=("best",))
+    Predictor.from_model_folder(folder, device="cpu", checkpoint="best")
+    with pytest.raises(AutoSegNetError, match="checkpoint_final.pth"):
+        Predictor.from_model_folder(folder, device="cpu")
+    with pytest.raises(AutoSegNetError, match="fold_3"):
+        Predictor.from_model_folder(folder, folds=[3], device="cpu", checkpoint="best")
+
+
+def test_a_foreign_checkpoint_points_to_import_nnunet(results: Path) -> None:
+    folder = a_model(results)
+    torch.save({"network_weights": {}}, folder / "fold_0" / "checkpoint_final.pth")
+    with pytest.raises(AutoSegNetError, match="import-nnunet"):
+        Predictor.from_model_folder(folder, device="cpu")
+
+
+def test_weights_that_do_not_fit_the_plans_are_a_clear_error(results: Path) -> None:
+    folder = a_model(results)
+    other = tiny_configuration(channels=2)
+    network = __import__("_helpers_inference").random_network(other, tiny_dataset_json(2))
+    save_checkpoint(folder / "fold_0" / "checkpoint_final.pth", network, "3d_fullres", [0, 1, 2])
+    with pytest.raises(AutoSegNetError, match="do not fit"):
+        Predictor.from_model_folder(folder, device="cpu")
+
+
+def test_unknown_device_and_bad_step_are_user_errors(results: Path) -> None:
+    folder = a_model(results)
+    with pytest.raises(AutoSegNetError, match="Unknown device"):
+        Predictor.from_model_folder(folder, device="tpu")
+    with pytest.raises(AutoSegNetError, match="step"):
+        Predictor.from_model_folder(folder, device="cpu", step=0)
