@@ -1,0 +1,129 @@
+"""Resolve what one training run works on: dataset, plans, configuration, labels, fold cases, model folder.
+
+Model folder layout: ``results/<Dataset>/AutoSegNet__<plans_name>__<configuration>/`` holding copies of
+``plans.json``, ``dataset.json`` and ``fingerprint.json``, and one ``fold_<k>/`` (or ``fold_all/``) per fold.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from AutoSegNetLib.dataset.dataset_json import DatasetJson
+from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.planning.plans import ConfigurationPlan, Plans
+from AutoSegNetLib.preprocessing.storage import PreprocessedDataset
+from AutoSegNetLib.training.splits import cases_for_fold, load_or_create_splits
+from AutoSegNetLib.utils.atomic import atomic_path, read_json
+from AutoSegNetLib.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class LabelSetup:
+    """What the network predicts: foreground class (or region) names in output order, the label values of
+    each region (None for softmax classes), the ignore label and the number of output channels."""
+
+    names: tuple[str, ...]
+    regions: tuple[tuple[int, ...], ...] | None
+    ignore_label: int | None
+    num_heads: int
+
+    @classmethod
+    def from_dataset_json(cls, dataset_json: DatasetJson) -> LabelSetup:
+        foreground = dataset_json.foreground_labels
+        if dataset_json.has_regions:
+            regions = tuple(tuple(v) if isinstance(v, list) else (v,) for v in foreground.values())
+        else:
+            regions = None
+            foreground = dict(sorted(foreground.items(), key=lambda kv: kv[1]))
+        return cls(tuple(foreground), regions, dataset_json.ignore_label, dataset_json.num_segmentation_heads)
+
+
+@dataclass
+class FoldSetup:
+    """The fixed inputs and output folders of one training run."""
+
+    dataset_name: str
+    configuration: str
+    fold: str
+    plans: Plans
+    plan: ConfigurationPlan
+    dataset_json: DatasetJson
+    labels: LabelSetup
+    preprocessed: PreprocessedDataset
+    train_cases: list[str]
+    val_cases: list[str]
+    model_folder: Path
+    fold_folder: Path
+
+
+def model_folder_path(workspace: Workspace, dataset_name: str, plans_name: str, configuration: str) -> Path:
+    return workspace.results / dataset_name / f"AutoSegNet__{plans_name}__{configuration}"
+
+
+def fold_folder_name(fold: int | str) -> str:
+    return "fold_all" if str(fold) == "all" else f"fold_{int(fold)}"
+
+
+def prepare_fold(workspace: Workspace, dataset: str, configuration: str, fold: int | str,
+                 write_splits: bool = True) -> FoldSetup:
+    """Read plans, dataset.json and the preprocessed cases; pick the fold's cases (writing the default splits
+    file when there is none and ``write_splits``)."""
+    name = workspace.resolve_dataset(dataset)
+    pre = workspace.preprocessed / name
+    plans_path = pre / "plans.json"
+    if not plans_path.is_file():
+        raise AutoSegNetError(f"No plans at {plans_path}. Run `autosegnet plan {dataset}` (or plan-and-preprocess).")
+    plans = Plans.load(plans_path)
+    plan = plans.configuration(configuration)
+    if plan.previous_stage:
+        raise AutoSegNetError(
+            f"Configuration {configuration!r} is a cascade stage (after {plan.previous_stage!r}); cascade training "
+            "is not supported yet. Train 3d_fullres, 3d_lowres or 2d."
+        )
+    dataset_json = DatasetJson.load(_dataset_json_path(workspace, name))
+    preprocessed = PreprocessedDataset(pre / plan.data_identifier)
+    cases = preprocessed.case_names
+    if not cases:
+        raise AutoSegNetError(f"No preprocessed cases in {preprocessed.folder}. Run `autosegnet preprocess` first.")
+    fold_key = "all" if str(fold) == "all" else str(int(fold))
+    splits = None if fold_key == "all" else load_or_create_splits(pre, cases, write=write_splits)
+    train_cases, val_cases = cases_for_fold(splits or [], fold_key, cases)
+    model_folder = model_folder_path(workspace, name, plans.plans_name, configuration)
+    return FoldSetup(name, configuration, fold_key, plans, plan, dataset_json,
+                     LabelSetup.from_dataset_json(dataset_json), preprocessed, train_cases, val_cases,
+                     model_folder, model_folder / fold_folder_name(fold_key))
+
+
+def populate_model_folder(setup: FoldSetup, workspace: Workspace) -> None:
+    """Copy plans.json, dataset.json and fingerprint.json (if present) into the model folder.
+
+    An existing ``plans.json`` with different content means the other folds were trained on other plans:
+    that is an error rather than a silent overwrite.
+    """
+    pre = workspace.preprocessed / setup.dataset_name
+    setup.fold_folder.mkdir(parents=True, exist_ok=True)
+    target_plans = setup.model_folder / "plans.json"
+    if target_plans.is_file() and read_json(target_plans) != read_json(pre / "plans.json"):
+        raise AutoSegNetError(
+            f"{target_plans} differs from {pre / 'plans.json'}: this model folder was trained with other plans. "
+            "Move the old model folder away (or re-plan under another plans name) before training."
+        )
+    sources = {"plans.json": pre / "plans.json", "dataset.json": _dataset_json_path(workspace, setup.dataset_name),
+               "fingerprint.json": pre / "fingerprint.json"}
+    for target_name, source in sources.items():
+        if source.is_file():
+            with atomic_path(setup.model_folder / target_name) as tmp:
+                shutil.copyfile(source, tmp)
+
+
+def _dataset_json_path(workspace: Workspace, dataset_name: str) -> Path:
+    for candidate in (workspace.preprocessed / dataset_name / "dataset.json",
+                      workspace.raw / dataset_name / "dataset.json"):
+        if candidate.is_file():
+            return candidate
+    raise AutoSegNetError(
+        f"No dataset.json for {dataset_name} in {workspace.preprocessed / dataset_name} or "
+        f"{workspace.raw / dataset_name}. Preprocess the dataset first."
+    )

@@ -1,0 +1,132 @@
+"""Final validation of a fold: predict its validation cases and write ``validation/summary.json``.
+
+With the raw dataset at hand (the normal case) this is nnU-Net's validation: the inference stage's
+:class:`~AutoSegNetLib.inference.Predictor` (sliding window, step 0.5, Gaussian weighting, mirroring) predicts
+each raw validation case with ``checkpoint_final`` into ``fold_<k>/validation/<case><ending>`` with its
+probabilities (what ``find-best``, ``ensemble`` and ``postprocess`` read), and the evaluation stage compares
+them with the raw labels. Without raw images (only preprocessed data), the cases are predicted in the
+preprocessed space by the same sliding window and compared with the preprocessed labels (voxels outside the
+crop count as background); the summary then says so in ``"space"``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from AutoSegNetLib.dataset.raw import Case, RawDataset
+from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.evaluation.evaluate import CasePair, LabelSet, evaluate_pairs, save_summary, summarise
+from AutoSegNetLib.evaluation.metrics import case_metrics
+from AutoSegNetLib.inference.labels import probabilities_to_segmentation
+from AutoSegNetLib.inference.sliding_window import sliding_window_predict
+from AutoSegNetLib.progress import ProgressReporter
+from AutoSegNetLib.training.distributed import barrier, gather_values
+from AutoSegNetLib.training.fold_setup import FoldSetup
+from AutoSegNetLib.training.runtime import Runtime
+from AutoSegNetLib.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+class _CaseEvents(ProgressReporter):
+    """Passes the predictor's per-case events on as ``validation_case`` and drops its ``done``."""
+
+    def __init__(self, reporter: ProgressReporter) -> None:
+        super().__init__(reporter.mode, reporter.stream, reporter.status_file)
+
+    def emit(self, event: str, **fields: Any) -> dict[str, Any]:
+        if event == "done":
+            return {}
+        fields.pop("stage", None)
+        return super().emit("validation_case" if event == "case" else event, **fields)
+
+
+def raw_validation_cases(workspace: Workspace, setup: FoldSetup) -> list[Case] | None:
+    """The raw cases (images + label) of the fold's validation cases, or None if any is unavailable."""
+    folder = workspace.raw / setup.dataset_name
+    if not (folder / "imagesTr").is_dir():
+        return None
+    try:
+        cases = {c.name: c for c in RawDataset.open(folder).training_cases() if c.label is not None}
+    except AutoSegNetError as exc:
+        log.warning("Raw dataset %s unusable for validation (%s); validating in the preprocessed space.", folder, exc)
+        return None
+    if not all(name in cases for name in setup.val_cases):
+        return None
+    return [cases[name] for name in setup.val_cases]
+
+
+def validate_fold(setup: FoldSetup, workspace: Workspace, model: nn.Module, runtime: Runtime, mirror_axes: list[int],
+                  reporter: ProgressReporter, rank: int = 0, world_size: int = 1) -> dict[str, Any] | None:
+    """Predict and evaluate the fold's validation cases (shared across DDP ranks); rank 0 writes and returns
+    the summary (other ranks return None)."""
+    started = time.perf_counter()
+    folder = setup.fold_folder / "validation"
+    if rank == 0 and folder.is_dir():
+        shutil.rmtree(folder)
+    barrier()
+    labels = LabelSet.from_dataset_json(setup.dataset_json)
+    raw_cases = raw_validation_cases(workspace, setup)
+    if raw_cases is not None:
+        _predict_raw_cases(setup, raw_cases[rank::world_size], folder, runtime, reporter if rank == 0 else None)
+        barrier()
+        if rank != 0:
+            return None
+        ending = setup.dataset_json.file_ending
+        pairs = [CasePair(c.name, c.label, folder / f"{c.name}{ending}") for c in raw_cases]
+        summary = {"space": "original", **evaluate_pairs(pairs, labels, distances=False)}
+    else:
+        mine = [_preprocessed_case_metrics(setup, name, model, runtime, mirror_axes, labels)
+                for name in setup.val_cases[rank::world_size]]
+        per_case = sorted((c for part in gather_values(mine) for c in part), key=lambda c: c["case"])
+        if rank != 0:
+            return None
+        summary = {"space": "preprocessed", **summarise(per_case, labels)}
+    summary = {"configuration": setup.configuration, "fold": setup.fold, "checkpoint": "checkpoint_final.pth",
+               **summary}
+    save_summary(folder / "summary.json", summary)
+    reporter.emit("validation", path=str(folder / "summary.json"), space=summary["space"],
+                  dice={summary["labels"][k]: v.get("Dice") for k, v in summary["mean"].items()},
+                  foreground_mean_dice=summary["foreground_mean"].get("Dice"),
+                  seconds=round(time.perf_counter() - started, 2))
+    return summary
+
+
+def _predict_raw_cases(setup: FoldSetup, cases: list[Case], folder: Path, runtime: Runtime,
+                       reporter: ProgressReporter | None) -> None:
+    from AutoSegNetLib.inference import Predictor
+    from AutoSegNetLib.inference.files import InputCase, predict_cases
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if not cases:
+        return
+    predictor = Predictor.from_model_folder(setup.model_folder, folds=[setup.fold], checkpoint="final",
+                                            device=runtime.device, postprocess=False)
+    predict_cases(predictor, [InputCase(c.name, tuple(c.images)) for c in cases], folder,
+                  setup.dataset_json.file_ending, save_probabilities=True,
+                  reporter=_CaseEvents(reporter) if reporter is not None else None)
+
+
+@torch.no_grad()
+def _preprocessed_case_metrics(setup: FoldSetup, name: str, model: nn.Module, runtime: Runtime,
+                               mirror_axes: list[int], labels: LabelSet) -> dict[str, Any]:
+    """Metrics of one case predicted in the preprocessed space (data ``(C, Z, Y, X)``)."""
+    data, seg, _ = setup.preprocessed.load_case(name)
+    logits = sliding_window_predict(model, torch.from_numpy(np.array(data, dtype=np.float32)),
+                                    setup.plan.patch_size, step=0.5, mirror_axes=mirror_axes, device=runtime.device)
+    regions = setup.labels.regions is not None
+    probabilities = torch.sigmoid(logits) if regions else logits
+    order = setup.dataset_json.regions_class_order if regions else None
+    prediction = probabilities_to_segmentation(probabilities.numpy(), order)
+    reference = np.where(np.asarray(seg[0]) < 0, 0, np.asarray(seg[0]))
+    spacing = [1.0] * (3 - len(setup.plan.spacing)) + list(setup.plan.spacing)
+    metrics = case_metrics(reference, prediction, labels.items, spacing, labels.ignore_label, distances=False)
+    return {"case": name, "metrics": metrics}

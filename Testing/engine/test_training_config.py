@@ -1,0 +1,90 @@
+"""TrainingConfig: nnU-Net's defaults, strict parsing, CLI overrides, schedule and time budget."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from AutoSegNetLib.cli import build_parser
+from AutoSegNetLib.cli.train import build_config
+from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.training import FINETUNE_OVERRIDES, TrainingConfig
+from AutoSegNetLib.training.schedule import PolyLR, fit_epochs_to_budget
+
+
+def test_defaults_are_nnunets_recipe():
+    config = TrainingConfig()
+    assert (config.epochs, config.iterations_per_epoch, config.val_iterations) == (1000, 250, 50)
+    assert (config.lr, config.momentum, config.nesterov, config.weight_decay) == (1e-2, 0.99, True, 3e-5)
+    assert (config.poly_exponent, config.grad_clip, config.oversample_foreground) == (0.9, 12.0, 0.33)
+    assert (config.device, config.amp, config.compile, config.num_workers) == ("auto", "auto", False, None)
+    assert config.batch_size is None and config.patch_size is None
+
+
+def test_unknown_setting_is_rejected_with_a_suggestion():
+    with pytest.raises(AutoSegNetError, match="unknown training setting 'epoch'.*Did you mean 'epochs'"):
+        TrainingConfig.from_dict({"epoch": 3})
+
+
+@pytest.mark.parametrize("field, value", [("epochs", 0), ("oversample_foreground", 1.5), ("device", "tpu"),
+                                          ("amp", "fp8"), ("batch_size", 0), ("patch_size", [16, -1])])
+def test_impossible_values_name_the_setting(field, value):
+    with pytest.raises(AutoSegNetError, match=field):
+        TrainingConfig.from_dict({field: value})
+
+
+def test_round_trip_through_a_dict_keeps_every_field():
+    config = TrainingConfig(epochs=7, patch_size=[16, 32], time_budget_minutes=2.5)
+    assert TrainingConfig.from_dict(config.to_dict()) == config
+
+
+def _args(*argv: str):
+    return build_parser().parse_args(["train", "Tiny", "3d_fullres", "0", *argv])
+
+
+def test_command_line_flags_override_only_the_fields_given():
+    config = build_config(_args("--epochs", "5", "--iterations", "7", "--patch-size", "16", "16", "16",
+                                "--device", "cpu", "--time-budget", "1.5", "--no-augmentation", "--compile"))
+    assert (config.epochs, config.iterations_per_epoch, config.patch_size) == (5, 7, [16, 16, 16])
+    assert (config.device, config.time_budget_minutes, config.augmentation, config.compile) == ("cpu", 1.5, False, True)
+    assert config.lr == 1e-2 and config.channels_last is None and config.fast_norm is None
+
+
+def test_flags_apply_on_top_of_a_saved_config_when_continuing():
+    saved = TrainingConfig(epochs=40, lr=3e-3, seed=9)
+    config = build_config(_args("--continue", "--epochs", "50"), base=saved)
+    assert (config.epochs, config.lr, config.seed) == (50, 3e-3, 9)
+
+
+def test_pretrained_gets_the_short_fine_tuning_schedule_unless_epochs_are_given(tmp_path):
+    short = build_config(_args("--pretrained", str(tmp_path / "c.pth")))
+    assert (short.epochs, short.warmup_epochs) == (FINETUNE_OVERRIDES["epochs"], FINETUNE_OVERRIDES["warmup_epochs"])
+    explicit = build_config(_args("--pretrained", str(tmp_path / "c.pth"), "--epochs", "9"))
+    assert explicit.epochs == 9
+
+
+def test_config_file_is_read_strictly(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text('{"epochs": 3, "learning_rate": 0.1}')
+    with pytest.raises(AutoSegNetError, match="learning_rate"):
+        build_config(_args("--config", str(path)))
+
+
+def test_poly_schedule_matches_nnunet_and_warm_up_rises_linearly():
+    schedule = PolyLR(1e-2, 1000)
+    assert schedule.at(0) == 1e-2
+    assert schedule.at(500) == pytest.approx(1e-2 * 0.5**0.9)
+    assert schedule.at(999) == pytest.approx(1e-2 * (1 / 1000) ** 0.9)
+    warm = PolyLR(1e-2, 10, warmup_epochs=2)
+    steps = [warm.at(e, i, 4) for e in range(2) for i in range(4)]
+    assert steps == pytest.approx([1e-2 * k / 8 for k in range(1, 9)])
+    assert warm.at(2) == 1e-2 and warm.at(6) == pytest.approx(1e-2 * 0.5**0.9)
+
+
+def test_time_budget_fits_epochs_from_measured_epoch_times():
+    assert fit_epochs_to_budget(100.0, 12.0, [12.0], 1000) == 1 + math.floor(88 / 12)
+    # the first epoch (start-up costs) is left out once there is a second one
+    assert fit_epochs_to_budget(100.0, 30.0, [20.0, 10.0], 1000) == 2 + 7
+    assert fit_epochs_to_budget(100.0, 30.0, [20.0, 10.0], 5) == 5
+    assert fit_epochs_to_budget(10.0, 30.0, [20.0, 10.0], 1000) == 2
