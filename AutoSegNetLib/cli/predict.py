@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.inference.compute import ComputeSettings
 from AutoSegNetLib.inference.files import predict_files
 from AutoSegNetLib.inference.model_folder import CHECKPOINT_NAMES, find_model_folder
 from AutoSegNetLib.inference.predictor import Predictor
@@ -44,7 +45,8 @@ def run(args: argparse.Namespace, ctx) -> int:
     folder = args.model_folder or _model_folder(args, ctx)
     predictor = Predictor.from_model_folder(
         folder, folds=args.folds, checkpoint=args.checkpoint, device=args.device, tta=not args.no_tta,
-        step=args.step, tile_batch=args.tile_batch, postprocess=not args.disable_postprocessing,
+        step=args.step, postprocess=not args.disable_postprocessing,
+        compute=ComputeSettings(tile_batch=args.tile_batch),
     )  # fmt: skip
     predict_files(
         predictor, args.input, args.output, save_probabilities=args.save_probabilities,

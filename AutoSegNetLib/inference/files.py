@@ -3,6 +3,7 @@ uncertainty), in the input's geometry and file format, optionally one part of th
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -165,6 +166,7 @@ def _write_info(folder: Path, predictor: Predictor, save_probabilities: bool, un
         "tta": predictor.tta,
         "mirror_axes": predictor.mirror_axes if predictor.tta else None,
         "device": str(predictor.device),
+        "compute": dataclasses.asdict(predictor.compute),
         "postprocessing": predictor.postprocessing is not None,
         "save_probabilities": save_probabilities,
         "uncertainty": uncertainty,

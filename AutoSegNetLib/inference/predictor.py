@@ -21,33 +21,14 @@ from torch import nn
 
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.imageio.geometry import Geometry
+from AutoSegNetLib.inference.compute import ComputeSettings, resolve_device
+from AutoSegNetLib.inference.cpu_speed import use_onednn_convolutions
 from AutoSegNetLib.inference.labels import one_hot, probabilities_to_segmentation
 from AutoSegNetLib.inference.model_folder import ModelFolder, model_folder_name, parse_folds, parse_model_folder_name
 from AutoSegNetLib.inference.sliding_window import sliding_window_predict
 from AutoSegNetLib.inference.uncertainty import UNCERTAINTY_KINDS, disagreement, normalised_entropy
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"``: CUDA if available, else Apple MPS, else CPU; other names are checked for availability."""
-    if isinstance(device, torch.device):
-        return device
-    name = str(device).strip().lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
-    try:
-        resolved = torch.device(name)
-    except RuntimeError:
-        raise AutoSegNetError(f"Unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps.") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise AutoSegNetError("--device cuda was asked for, but this PyTorch has no usable CUDA GPU; use --device cpu.")
-    if resolved.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise AutoSegNetError("--device mps was asked for, but Apple MPS is not available; use --device cpu.")
-    return resolved
 
 
 @dataclass
@@ -70,10 +51,8 @@ class Predictor:
     """A model folder's networks, ready to predict cases in memory.
 
     Build it with :meth:`from_model_folder`. ``step`` is the tile step (fraction of the patch), ``tta``
-    switches mirroring test-time augmentation, ``tile_batch`` sets tiles per forward pass and ``batch_mirrors``
-    whether the mirrored variants of those tiles share the pass; ``member_threads`` how many folds/mirrored
-    variants run at once on the CPU, each single-threaded (``None``: :func:`default_member_threads`). These three
-    change the speed, not the result (up to float rounding). ``previous`` is the low-resolution predictor of a
+    switches mirroring test-time augmentation, ``compute`` (resolved for ``device``) sets how the sliding window
+    computes, which changes the speed but not the result. ``previous`` is the low-resolution predictor of a
     cascade stage.
     """
 
@@ -84,9 +63,7 @@ class Predictor:
     device: torch.device
     step: float = 0.5
     tta: bool = True
-    tile_batch: int = 1
-    batch_mirrors: bool = True
-    member_threads: int | None = None
+    compute: ComputeSettings = field(default_factory=ComputeSettings)
     previous: Predictor | None = None
     postprocessing: dict[str, Any] | None = None
     preprocess: Callable[..., tuple[np.ndarray, np.ndarray | None, dict[str, Any]]] | None = field(
@@ -97,6 +74,10 @@ class Predictor:
     def __post_init__(self) -> None:
         if not 0 < self.step <= 1:
             raise AutoSegNetError(f"The tile step must be in (0, 1] (a fraction of the patch size), got {self.step}.")
+        self.compute = self.compute.resolved(self.device)
+        if self.compute.onednn:
+            for network in self.networks:
+                use_onednn_convolutions(network)
         if self.preprocess is None or self.revert is None:
             from AutoSegNetLib.preprocessing.case import preprocess_case, revert_probabilities
 
@@ -112,18 +93,17 @@ class Predictor:
         device: str | torch.device = "auto",
         tta: bool = True,
         step: float = 0.5,
-        tile_batch: int = 1,
         postprocess: bool = True,
         previous_stage_folder: str | Path | None = None,
-        batch_mirrors: bool = True,
-        member_threads: int | None = None,
+        compute: ComputeSettings | None = None,
     ) -> Predictor:
         """Load the networks of ``folds`` (``(0,)``, ``"all"``, ``[0, 1, 2, 3, 4]``; ``None`` = every fold with
         ``checkpoint_<checkpoint>.pth``) from a model folder.
 
         A cascade stage (``3d_cascade_fullres``) also loads its low-resolution stage, by default from the
         sibling folder ``AutoSegNet__<plans>__<previous_stage>``, with the same folds where it has them.
-        ``postprocess`` applies the folder's ``postprocessing.json`` (if any) to the label maps.
+        ``postprocess`` applies the folder's ``postprocessing.json`` (if any) to the label maps; ``compute``
+        tunes speed and memory (:class:`ComputeSettings`, default: the best choice for the device).
         """
         model = ModelFolder.open(folder)
         device = resolve_device(device)
@@ -138,15 +118,14 @@ class Predictor:
         previous = None
         if model.configuration.previous_stage is not None:
             previous = _load_previous_stage(model, previous_stage_folder, chosen, checkpoint, device, tta, step,
-                                            tile_batch, batch_mirrors)  # fmt: skip
+                                            compute)  # fmt: skip
         log.info(
             "Loaded %s (%s), folds %s, checkpoint %s, on %s", model.folder.name, model.configuration_name,
             ", ".join(chosen), checkpoint, device,
         )  # fmt: skip
         return cls(
             model=model, networks=networks, folds=chosen, mirror_axes=_common_axes(axes), device=device, step=step,
-            tta=tta, tile_batch=tile_batch, batch_mirrors=batch_mirrors, member_threads=member_threads,
-            previous=previous,
+            tta=tta, compute=compute or ComputeSettings(), previous=previous,
             postprocessing=model.postprocessing() if postprocess else None,
         )  # fmt: skip
 
@@ -217,20 +196,14 @@ class Predictor:
             self.model.configuration.patch_size,
             step=self.step,
             mirror_axes=self.mirror_axes if self.tta else None,
-            tile_batch=self.tile_batch,
+            tile_batch=self.compute.tile_batch,
             device=self.device,
-            batch_mirrors=self.batch_mirrors,
-            member_threads=self.member_threads or default_member_threads(self.device),
+            batch_mirrors=self.compute.batch_mirrors,
+            member_threads=self.compute.member_threads,
             nonlin="sigmoid" if self.model.regions else "softmax",
             with_member_entropy=with_member_entropy,
         )
         return result if isinstance(result, tuple) else (result, None)
-
-
-def default_member_threads(device: torch.device) -> int:
-    """Members run at once: on a CPU two when PyTorch uses at least two threads (each pass then gets half of
-    them), else one; always one on accelerators. Two passes at once need twice the activation memory."""
-    return min(2, torch.get_num_threads()) if device.type == "cpu" else 1
 
 
 def _common_axes(axes: list[list[int] | None]) -> list[int] | None:
@@ -245,7 +218,7 @@ def _common_axes(axes: list[list[int] | None]) -> list[int] | None:
 
 def _load_previous_stage(
     model: ModelFolder, folder: str | Path | None, folds: list[str], checkpoint: str, device: torch.device,
-    tta: bool, step: float, tile_batch: int, batch_mirrors: bool,
+    tta: bool, step: float, compute: ComputeSettings | None,
 ) -> Predictor:  # fmt: skip
     stage = model.configuration.previous_stage
     if folder is None:
@@ -261,5 +234,4 @@ def _load_previous_stage(
     previous_model = ModelFolder.open(folder, configuration=stage)
     have = previous_model.available_folds(checkpoint)
     use = [f for f in folds if f in have] or have
-    return Predictor.from_model_folder(folder, use, checkpoint, device, tta, step, tile_batch, postprocess=False,
-                                       batch_mirrors=batch_mirrors)
+    return Predictor.from_model_folder(folder, use, checkpoint, device, tta, step, postprocess=False, compute=compute)

@@ -163,14 +163,15 @@ def _predict_windows(
     weight_sum = None if single else zeros()
     combos = mirror_combinations(mirror_axes)
     autocast = torch.autocast(device.type) if amp else contextlib.nullcontext()
-    with torch.inference_mode(), autocast:
+    members = len(networks) * len(combos)
+    with torch.inference_mode(), autocast, member_threads_context(min(member_threads, members)) as pool:
         for first in range(0, len(starts), attempt.tile_batch):
             boxes = [_box(start, window) for start in starts[first : first + attempt.tile_batch]]
             tiles = torch.stack([data[(slice(None), *box)] for box in boxes]).to(device, non_blocking=True)
             if slice_mode:
                 tiles = tiles[:, :, 0]
             values, member_entropy = predict_tiles(
-                networks, tiles, combos, nonlin, attempt.batch_mirrors, with_member_entropy, member_threads
+                networks, tiles, combos, nonlin, attempt.batch_mirrors, with_member_entropy, pool
             )
             if slice_mode:
                 values = values.unsqueeze(2)
@@ -216,20 +217,20 @@ def predict_tiles(
     nonlin: str | None,
     batch_mirrors: bool,
     with_member_entropy: bool = False,
-    member_threads: int = 1,
+    pool: MemberPool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Average of all members (networks x mirrored variants) for a batch of tiles ``(B, C, *S)``.
 
     Returns ``(B, K, *S)`` float32 (logits or probabilities, see ``nonlin``) and, if asked, the members' mean
     normalised entropy ``(B, *S)``. Members are summed in a fixed order (network, then ``combos``) however they
-    are computed: mirrored variants in one forward pass (``batch_mirrors``) and/or spread over
-    ``member_threads`` threads with one intra-op thread each (CPU).
+    are computed: mirrored variants in one forward pass (``batch_mirrors``) and/or spread over the threads of
+    ``pool`` (CPU, see :func:`member_threads_context`).
     """
     total: torch.Tensor | None = None
     entropy_total: torch.Tensor | None = None
     members = [(network, combo) for network in networks for combo in combos]
-    if member_threads > 1 and len(members) > 1:
-        outputs: Iterable[torch.Tensor] = threaded_member_outputs(members, tiles, batch_mirrors, member_threads)
+    if pool is not None and len(members) > 1:
+        outputs: Iterable[torch.Tensor] = threaded_member_outputs(members, tiles, batch_mirrors, pool)
     else:
         outputs = (out for network in networks for out in mirrored_outputs(network, tiles, combos, batch_mirrors))
     for output in outputs:
@@ -266,38 +267,54 @@ def mirrored_outputs(
 
 
 def threaded_member_outputs(
-    members: Sequence[tuple[nn.Module, tuple[int, ...]]], tiles: torch.Tensor, batch_mirrors: bool, threads: int
+    members: Sequence[tuple[nn.Module, tuple[int, ...]]], tiles: torch.Tensor, batch_mirrors: bool, pool: MemberPool
 ) -> list[torch.Tensor]:
-    """Member outputs (in member order) computed by ``threads`` threads at once, sharing PyTorch's intra-op threads
-    between them (one each on a 2-core machine).
+    """Member outputs (in member order) computed by the threads of ``pool`` side by side.
 
     On a CPU with few cores this keeps every core busy with its own forward passes instead of splitting each
-    operation between cores (no synchronisation per operation). Threads take members round-robin; a thread
-    batches the mirrored variants of one network it holds when ``batch_mirrors``.
+    operation between cores (no synchronisation per operation); see :func:`member_threads_context`. Threads take
+    members round-robin; a thread batches the mirrored variants of one network it holds when ``batch_mirrors``.
     """
-    previous = torch.get_num_threads()
-    per_thread = max(1, previous // threads)
+    threads = pool.threads
 
     def run(indices: list[int]) -> list[tuple[int, torch.Tensor]]:
-        torch.set_num_threads(per_thread)
         done = []
         with torch.inference_mode():
             for _network, group in itertools.groupby(indices, key=lambda i: id(members[i][0])):
                 group = list(group)
                 combos = [members[i][1] for i in group]
-                outputs = mirrored_outputs(members[group[0]][0], tiles, combos, batch_mirrors)
-                done.extend(zip(group, outputs))
+                done.extend(zip(group, mirrored_outputs(members[group[0]][0], tiles, combos, batch_mirrors)))
         return done
 
     groups = [list(range(start, len(members), threads)) for start in range(threads)]
     results: dict[int, torch.Tensor] = {}
+    for part in pool.executor.map(run, [g for g in groups if g]):
+        results.update(part)
+    return [results[i] for i in range(len(members))]
+
+
+@dataclass(frozen=True)
+class MemberPool:
+    """Threads that compute ensemble members side by side."""
+
+    executor: ThreadPoolExecutor
+    threads: int
+
+
+@contextlib.contextmanager
+def member_threads_context(threads: int) -> Iterator[MemberPool | None]:
+    """A pool of ``threads`` threads for :func:`threaded_member_outputs`, with PyTorch's intra-op threads divided
+    between them for the duration (set once: changing the thread count clears oneDNN's kernel cache)."""
+    if threads <= 1:
+        yield None
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(max(1, previous // threads))
     try:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            for part in pool.map(run, [g for g in groups if g]):
-                results.update(part)
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="autosegnet-member") as executor:
+            yield MemberPool(executor, threads)
     finally:
         torch.set_num_threads(previous)
-    return [results[i] for i in range(len(members))]
 
 
 def _forward(network: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -28,10 +28,11 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "Task04_Hippocampus"
 NNUNET_REFERENCE_S = {"tta": 53.0, "no_tta": 18.0}
 MODES = {
-    # name: (mirroring, mirrored variants in one forward pass, members at once (None: the predictor's default))
-    "tta": (True, None, None),
-    "tta_reference": (True, False, 1),
-    "no_tta": (False, None, None),
+    # name: (mirroring, the straightforward reference computation instead of the default one)
+    "tta": (True, False),
+    "tta_reference": (True, True),
+    "no_tta": (False, False),
+    "no_tta_reference": (False, True),
 }
 
 
@@ -99,15 +100,14 @@ def worker(args: argparse.Namespace) -> dict:
 
     import torch
 
-    from AutoSegNetLib.inference import Predictor, predict_files
+    from AutoSegNetLib.inference import REFERENCE_COMPUTE, ComputeSettings, Predictor, predict_files
     from AutoSegNetLib.progress import ProgressReporter
 
     torch.set_num_threads(args.threads)
     imported = time.perf_counter()
-    tta, batch_mirrors, member_threads = MODES[args.worker]
-    settings = {"batch_mirrors": batch_mirrors} if batch_mirrors is not None else {}
-    predictor = Predictor.from_model_folder(args.model_folder, folds=None, device="cpu", tta=tta,
-                                            member_threads=member_threads, **settings)  # fmt: skip
+    tta, reference = MODES[args.worker]
+    compute = REFERENCE_COMPUTE if reference else ComputeSettings()
+    predictor = Predictor.from_model_folder(args.model_folder, folds=None, device="cpu", tta=tta, compute=compute)
     loaded = time.perf_counter()
     stamps = []
 
@@ -171,23 +171,21 @@ def build_random_model(results: Path) -> Path:
 
 
 def compare_outputs(modes: dict[str, dict]) -> dict:
-    """Label maps of each mode against ``tta_reference`` (voxels that differ, per mode)."""
+    """Label maps of each mode against its ``<mode>_reference`` run (voxels that differ)."""
     import numpy as np
     import SimpleITK as sitk
 
-    if "tta_reference" not in modes:
-        return {}
-    reference = Path(modes["tta_reference"]["output"])
     out = {}
-    for mode in ("tta",):
-        if mode not in modes:
+    for mode in ("tta", "no_tta"):
+        if mode not in modes or f"{mode}_reference" not in modes:
             continue
+        reference = Path(modes[f"{mode}_reference"]["output"])
         differing = 0
         for path in sorted(reference.glob("*.nii.gz")):
             a = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
             b = sitk.GetArrayFromImage(sitk.ReadImage(str(Path(modes[mode]["output"]) / path.name)))
             differing += int(np.count_nonzero(a != b))
-        out[f"{mode}_vs_tta_reference_differing_voxels"] = differing
+        out[f"{mode}_vs_reference_differing_voxels"] = differing
         out[f"{mode}_identical_to_reference"] = differing == 0
     return out
 

@@ -19,7 +19,7 @@ from _helpers_inference import (
 
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.evaluation.postprocessing import keep_largest_component
-from AutoSegNetLib.inference import Predictor, one_hot
+from AutoSegNetLib.inference import REFERENCE_COMPUTE, ComputeSettings, Predictor, one_hot
 from AutoSegNetLib.utils.atomic import write_json
 
 torch.set_num_threads(2)
@@ -71,6 +71,22 @@ def test_mirroring_is_on_by_default_and_can_be_switched_off(results: Path) -> No
     without = Predictor.from_model_folder(folder, device="cpu", tta=False)
     assert with_tta.mirror_axes == [0, 1, 2]
     assert not np.allclose(with_tta.predict(image, geo)[1], without.predict(image, geo)[1])
+
+
+@pytest.mark.parametrize("compute", [
+    ComputeSettings(), ComputeSettings(tile_batch=3, batch_mirrors=True, member_threads=2, onednn=False),
+    ComputeSettings(batch_mirrors=False, member_threads=3, onednn=True),
+])  # fmt: skip
+def test_compute_settings_change_the_speed_not_the_result(results: Path, compute: ComputeSettings) -> None:
+    folder = a_model(results, folds=(0, 1))
+    image, geo = blob_image(), geometry()
+    reference = Predictor.from_model_folder(folder, folds=None, device="cpu", compute=REFERENCE_COMPUTE)
+    other = Predictor.from_model_folder(folder, folds=None, device="cpu", compute=compute)
+    (expected_segmentation, expected), (segmentation, probabilities) = reference.predict(image, geo), other.predict(
+        image, geo
+    )
+    np.testing.assert_array_equal(segmentation, expected_segmentation)
+    np.testing.assert_allclose(probabilities, expected, atol=1e-5)
 
 
 def test_a_checkpoint_that_allows_no_mirroring_predicts_the_same_with_and_without_tta(results: Path) -> None:
