@@ -10,8 +10,8 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
-    parser.add_argument("--iterations", type=int, default=25, help="training iterations per epoch (default 25)")
+    parser.add_argument("--epochs", type=int, default=4, help="training epochs (default 4)")
+    parser.add_argument("--iterations", type=int, default=20, help="training iterations per epoch (default 20)")
     parser.add_argument("--cases", type=int, default=12, help="synthetic training cases (default 12)")
     parser.add_argument("-np", "--num-workers", type=int, default=2, help="worker processes for data stages")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])

@@ -31,8 +31,8 @@ class DemoSettings:
 
     num_cases: int = 12
     num_test_cases: int = 3
-    epochs: int = 10
-    iterations_per_epoch: int = 25
+    epochs: int = 4
+    iterations_per_epoch: int = 20
     num_workers: int = 2
     device: str = "auto"
     seed: int = 0
