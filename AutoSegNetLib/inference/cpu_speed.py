@@ -36,7 +36,16 @@ def use_onednn_convolutions(network: nn.Module) -> int:
 def _onednn_forward(self: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
     if x.device.type == "cpu" and x.dtype == torch.float32 and not (torch.is_grad_enabled() and x.requires_grad):
         return torch.ops.aten.mkldnn_convolution(
-            x.contiguous(), self.weight, self.bias, list(self.padding), list(self.stride), list(self.dilation),
+            _dense(x), self.weight, self.bias, list(self.padding), list(self.stride), list(self.dilation),
             self.groups,
         )  # fmt: skip
     return type(self).forward(self, x)
+
+
+def _dense(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in a dense layout oneDNN reads directly: as it is if contiguous or channels-last, else contiguous."""
+    if x.is_contiguous() or (x.ndim == 5 and x.is_contiguous(memory_format=torch.channels_last_3d)):
+        return x
+    if x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last):
+        return x
+    return x.contiguous()

@@ -90,3 +90,18 @@ def per_stage(value: Any, n_stages: int, what: str) -> list[Any]:
             raise ValueError(f"{what} {list(value)} must have one entry per stage (n_stages={n_stages}).")
         return list(value)
     return [value] * n_stages
+
+
+def keep_layer_settings(encoder: nn.Module, conv_op: type, kernel_sizes: list, conv_bias: bool,
+                        norm_op: type | None, norm_op_kwargs: dict | None, dropout_op: type | None,
+                        dropout_op_kwargs: dict | None, nonlin: type | None, nonlin_kwargs: dict | None) -> None:
+    """Store an encoder's layer settings under the attribute names the decoder copies them from."""
+    encoder.conv_op = conv_op
+    encoder.kernel_sizes = kernel_sizes
+    encoder.conv_bias = conv_bias
+    encoder.norm_op = norm_op
+    encoder.norm_op_kwargs = norm_op_kwargs
+    encoder.dropout_op = dropout_op
+    encoder.dropout_op_kwargs = dropout_op_kwargs
+    encoder.nonlin = nonlin
+    encoder.nonlin_kwargs = nonlin_kwargs

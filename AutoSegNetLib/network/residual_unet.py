@@ -11,7 +11,14 @@ from torch import nn
 from AutoSegNetLib.network.base import DynamicUNet
 from AutoSegNetLib.network.blocks import StackedConvBlocks
 from AutoSegNetLib.network.decoder import UNetDecoder
-from AutoSegNetLib.network.ops import check_spatial_size, downsampled, ndim_of_conv_op, per_axis, per_stage
+from AutoSegNetLib.network.ops import (
+    check_spatial_size,
+    downsampled,
+    keep_layer_settings,
+    ndim_of_conv_op,
+    per_axis,
+    per_stage,
+)
 from AutoSegNetLib.network.residual_blocks import StackedResidualBlocks
 from AutoSegNetLib.network.weight_init import init_last_norm_before_add_to_zero, init_weights_he
 
@@ -95,16 +102,8 @@ class ResidualEncoder(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.output_channels = features
         self.return_skips = return_skips
-        # what the decoder copies
-        self.conv_op = conv_op
-        self.kernel_sizes = kernels
-        self.conv_bias = conv_bias
-        self.norm_op = norm_op
-        self.norm_op_kwargs = norm_op_kwargs
-        self.dropout_op = dropout_op
-        self.dropout_op_kwargs = dropout_op_kwargs
-        self.nonlin = nonlin
-        self.nonlin_kwargs = nonlin_kwargs
+        keep_layer_settings(self, conv_op, kernels, conv_bias, norm_op, norm_op_kwargs, dropout_op,
+                            dropout_op_kwargs, nonlin, nonlin_kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         """``(B, C_in, *S)`` -> one map per stage (highest resolution first) or only the deepest."""
