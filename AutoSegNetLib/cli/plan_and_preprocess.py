@@ -27,13 +27,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx) -> int:
-    from AutoSegNetLib.fingerprint import extract_fingerprint
-    from AutoSegNetLib.planning import plan_experiment
+    from AutoSegNetLib.planning.chain_cache import chain_key, is_up_to_date, remember
+    from AutoSegNetLib.planning.plans import Plans
 
-    if args.verify and not _verify(args, ctx):
-        return 1
-    extract_fingerprint(ctx.workspace, args.dataset, args.num_workers, ctx.reporter)
-    plans = plan_experiment(ctx.workspace, args.dataset, args.planner, args.gpu_memory_gb, None, ctx.reporter)
+    name = ctx.workspace.resolve_dataset(args.dataset)
+    preprocessed = ctx.workspace.preprocessed / name
+    key = chain_key(ctx.workspace.raw / name, {"verify": bool(args.verify), "planner": args.planner,
+                                                "gpu_memory_gb": args.gpu_memory_gb})
+    if args.gpu_memory_gb != "auto" and is_up_to_date(preprocessed, key):  # "auto" may see another GPU
+        log.info("Raw dataset and planning settings unchanged since the last run: reusing its verification, "
+                 "fingerprint and plans (%s).", preprocessed / "plans.json")
+        plans = Plans.load(preprocessed / "plans.json")
+    else:
+        plans = _verify_fingerprint_plan(args, ctx)
+        if plans is None:
+            return 1
+        remember(preprocessed, key)
     preprocess = _optional("AutoSegNetLib.preprocessing", "preprocess_dataset")
     if preprocess is None:
         log.error("Fingerprint and plans are written, but preprocessing is not built yet in this version; "
@@ -42,6 +51,17 @@ def run(args: argparse.Namespace, ctx) -> int:
     configurations = args.configurations or list(plans.configurations)
     preprocess(ctx.workspace, args.dataset, configurations, args.num_workers, ctx.reporter)
     return 0
+
+
+def _verify_fingerprint_plan(args: argparse.Namespace, ctx):
+    """Run verify (if asked), fingerprint and plan; returns the plans, or None when verify found errors."""
+    from AutoSegNetLib.fingerprint import extract_fingerprint
+    from AutoSegNetLib.planning import plan_experiment
+
+    if args.verify and not _verify(args, ctx):
+        return None
+    extract_fingerprint(ctx.workspace, args.dataset, args.num_workers, ctx.reporter)
+    return plan_experiment(ctx.workspace, args.dataset, args.planner, args.gpu_memory_gb, None, ctx.reporter)
 
 
 def _verify(args: argparse.Namespace, ctx) -> bool:
