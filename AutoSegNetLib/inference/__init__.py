@@ -8,7 +8,12 @@ Entry points:
 - :func:`ensemble_folders` (average stored probabilities of several prediction folders).
 """
 
-from AutoSegNetLib.inference.compute import REFERENCE_COMPUTE, ComputeSettings, resolve_device
+from AutoSegNetLib.inference.compute import (
+    PYTORCH_DEFAULT_COMPUTE,
+    REFERENCE_COMPUTE,
+    ComputeSettings,
+    resolve_device,
+)
 from AutoSegNetLib.inference.ensemble import ensemble_folders
 from AutoSegNetLib.inference.files import InputCase, list_input_cases, predict_files, select_part
 from AutoSegNetLib.inference.labels import one_hot, probabilities_to_segmentation
@@ -19,6 +24,7 @@ from AutoSegNetLib.inference.tiles import compute_steps, gaussian_importance_map
 from AutoSegNetLib.inference.uncertainty import disagreement, normalised_entropy
 
 __all__ = [
+    "PYTORCH_DEFAULT_COMPUTE",
     "REFERENCE_COMPUTE",
     "ComputeSettings",
     "InputCase",

@@ -69,5 +69,11 @@ class ComputeSettings:
         )  # fmt: skip
 
 
-#: The straightforward way: one forward pass per mirrored variant, one after the other, PyTorch's own kernels.
-REFERENCE_COMPUTE = ComputeSettings(tile_batch=1, batch_mirrors=False, member_threads=1, onednn=False)
+#: The straightforward way: one forward pass per tile and mirrored variant, one after the other, with the same
+#: kernels as the default. With one intra-op thread it does exactly the arithmetic of the default CPU settings
+#: (which run such single-threaded passes side by side), so their results are bitwise equal.
+REFERENCE_COMPUTE = ComputeSettings(tile_batch=1, batch_mirrors=False, member_threads=1)
+
+#: PyTorch's own choices: one pass at a time, every pass split over all intra-op threads, PyTorch's kernel
+#: selection (what nnU-Net does). Rounding differs from the default in the last bits (thread count, kernels).
+PYTORCH_DEFAULT_COMPUTE = ComputeSettings(tile_batch=1, batch_mirrors=False, member_threads=1, onednn=False)

@@ -28,12 +28,14 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "Task04_Hippocampus"
 NNUNET_REFERENCE_S = {"tta": 53.0, "no_tta": 18.0}
 MODES = {
-    # name: (mirroring, the straightforward reference computation instead of the default one)
-    "tta": (True, False),
-    "tta_reference": (True, True),
-    "no_tta": (False, False),
-    "no_tta_reference": (False, True),
+    # name: (mirroring, compute settings, intra-op threads (None: --threads))
+    "tta": (True, "default", None),
+    "tta_reference": (True, "reference", 1),   # the same arithmetic, one pass after the other on one core
+    "tta_pytorch": (True, "pytorch", None),    # PyTorch's own kernels, every pass on all threads (as nnU-Net)
+    "no_tta": (False, "default", None),
+    "no_tta_pytorch": (False, "pytorch", None),
 }
+COMPARED = {"tta": ("tta_reference", "tta_pytorch"), "no_tta": ("no_tta_pytorch",)}
 
 
 def main() -> None:
@@ -80,8 +82,9 @@ def run_benchmark(args: argparse.Namespace) -> dict:
 
 
 def run_worker(args: argparse.Namespace, mode: str, model: Path, inputs: Path, output: Path) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
-    command = [sys.executable, __file__, "--worker", mode, "--threads", str(args.threads), "--model-folder",
+    threads = MODES[mode][2] or args.threads
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    command = [sys.executable, __file__, "--worker", mode, "--threads", str(threads), "--model-folder",
                str(model), "--input", str(inputs), "--output", str(output)]  # fmt: skip
     started = time.perf_counter()
     done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, check=False)
@@ -100,13 +103,19 @@ def worker(args: argparse.Namespace) -> dict:
 
     import torch
 
-    from AutoSegNetLib.inference import REFERENCE_COMPUTE, ComputeSettings, Predictor, predict_files
+    from AutoSegNetLib.inference import (
+        PYTORCH_DEFAULT_COMPUTE,
+        REFERENCE_COMPUTE,
+        ComputeSettings,
+        Predictor,
+        predict_files,
+    )
     from AutoSegNetLib.progress import ProgressReporter
 
     torch.set_num_threads(args.threads)
     imported = time.perf_counter()
-    tta, reference = MODES[args.worker]
-    compute = REFERENCE_COMPUTE if reference else ComputeSettings()
+    tta, kind, _ = MODES[args.worker]
+    compute = {"default": ComputeSettings(), "reference": REFERENCE_COMPUTE, "pytorch": PYTORCH_DEFAULT_COMPUTE}[kind]
     predictor = Predictor.from_model_folder(args.model_folder, folds=None, device="cpu", tta=tta, compute=compute)
     loaded = time.perf_counter()
     stamps = []
@@ -171,23 +180,26 @@ def build_random_model(results: Path) -> Path:
 
 
 def compare_outputs(modes: dict[str, dict]) -> dict:
-    """Label maps of each mode against its ``<mode>_reference`` run (voxels that differ)."""
+    """Voxels whose label differs between each fast mode and the runs it is compared with."""
+    out = {}
+    for mode, others in COMPARED.items():
+        for other in others:
+            if mode in modes and other in modes:
+                differing = differing_voxels(Path(modes[mode]["output"]), Path(modes[other]["output"]))
+                out[f"{mode}_vs_{other}_differing_voxels"] = differing
+    return out
+
+
+def differing_voxels(first: Path, second: Path) -> int:
     import numpy as np
     import SimpleITK as sitk
 
-    out = {}
-    for mode in ("tta", "no_tta"):
-        if mode not in modes or f"{mode}_reference" not in modes:
-            continue
-        reference = Path(modes[f"{mode}_reference"]["output"])
-        differing = 0
-        for path in sorted(reference.glob("*.nii.gz")):
-            a = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
-            b = sitk.GetArrayFromImage(sitk.ReadImage(str(Path(modes[mode]["output"]) / path.name)))
-            differing += int(np.count_nonzero(a != b))
-        out[f"{mode}_vs_reference_differing_voxels"] = differing
-        out[f"{mode}_identical_to_reference"] = differing == 0
-    return out
+    total = 0
+    for path in sorted(first.glob("*.nii.gz")):
+        a = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+        b = sitk.GetArrayFromImage(sitk.ReadImage(str(second / path.name)))
+        total += int(np.count_nonzero(a != b))
+    return total
 
 
 def summary(args: argparse.Namespace, images: list[Path], model: Path, modes: dict, comparison: dict) -> dict:
@@ -203,6 +215,7 @@ def summary(args: argparse.Namespace, images: list[Path], model: Path, modes: di
         "threads": args.threads,
         "model": "random weights, nnU-Net Hippocampus 3d_fullres topology" if args.model_folder is None else str(model),
         "load_average_after": [round(v, 2) for v in os.getloadavg()],
+        "voxels_per_case": "about 36 x 50 x 35",
         "modes": modes,
         "segmentations": comparison,
         "nnunet_reference_total_s": NNUNET_REFERENCE_S,
