@@ -1,8 +1,8 @@
 """Where and how prediction runs: the device, and settings that change speed and memory but not the result.
 
 The settings only reorder or regroup the same arithmetic (tiles per forward pass, mirrored variants in one
-pass, passes side by side on CPU cores, oneDNN convolutions), so label maps stay the same and probabilities
-agree up to float rounding; the benchmark (``Testing/benchmarks/bench_predict.py``) checks it.
+pass, passes side by side on CPU cores, oneDNN convolutions, channels-last layout), so label maps stay the same
+and probabilities agree up to float rounding; the benchmark (``Testing/benchmarks/bench_predict.py``) checks it.
 """
 
 from __future__ import annotations
@@ -50,12 +50,15 @@ class ComputeSettings:
       PyTorch's intra-op threads (default: 2 when PyTorch uses 2 or more threads), instead of splitting every
       operation of one pass between the cores. Costs the activation memory of that many passes.
     - ``onednn``: on the CPU, every convolution runs in oneDNN (see :mod:`AutoSegNetLib.inference.cpu_speed`).
+    - ``channels_last``: on the CPU, weights, tiles and instance norms in channels-last layout (oneDNN's own;
+      default on).
     """
 
     tile_batch: int = 1
     batch_mirrors: bool | None = None
     member_threads: int | None = None
     onednn: bool | None = None
+    channels_last: bool | None = None
 
     def resolved(self, device: torch.device) -> ComputeSettings:
         cpu = device.type == "cpu"
@@ -66,6 +69,7 @@ class ComputeSettings:
             member_threads=(min(2, torch.get_num_threads()) if cpu else 1) if self.member_threads is None
             else max(1, int(self.member_threads)),
             onednn=cpu if self.onednn is None else (self.onednn and cpu),
+            channels_last=cpu if self.channels_last is None else (self.channels_last and cpu),
         )  # fmt: skip
 
 
@@ -75,5 +79,7 @@ class ComputeSettings:
 REFERENCE_COMPUTE = ComputeSettings(tile_batch=1, batch_mirrors=False, member_threads=1)
 
 #: PyTorch's own choices: one pass at a time, every pass split over all intra-op threads, PyTorch's kernel
-#: selection (what nnU-Net does). Rounding differs from the default in the last bits (thread count, kernels).
-PYTORCH_DEFAULT_COMPUTE = ComputeSettings(tile_batch=1, batch_mirrors=False, member_threads=1, onednn=False)
+#: selection and layout (what nnU-Net does). Rounding differs from the default in the last bits.
+PYTORCH_DEFAULT_COMPUTE = ComputeSettings(
+    tile_batch=1, batch_mirrors=False, member_threads=1, onednn=False, channels_last=False
+)

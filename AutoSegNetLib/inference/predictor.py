@@ -22,7 +22,7 @@ from torch import nn
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.imageio.geometry import Geometry
 from AutoSegNetLib.inference.compute import ComputeSettings, resolve_device
-from AutoSegNetLib.inference.cpu_speed import use_onednn_convolutions
+from AutoSegNetLib.inference.cpu_speed import prepare_for_cpu
 from AutoSegNetLib.inference.labels import one_hot, probabilities_to_segmentation
 from AutoSegNetLib.inference.model_folder import ModelFolder, model_folder_name, parse_folds, parse_model_folder_name
 from AutoSegNetLib.inference.sliding_window import sliding_window_predict
@@ -75,9 +75,8 @@ class Predictor:
         if not 0 < self.step <= 1:
             raise AutoSegNetError(f"The tile step must be in (0, 1] (a fraction of the patch size), got {self.step}.")
         self.compute = self.compute.resolved(self.device)
-        if self.compute.onednn:
-            for network in self.networks:
-                use_onednn_convolutions(network)
+        for network in self.networks:
+            prepare_for_cpu(network, bool(self.compute.onednn), bool(self.compute.channels_last))
         if self.preprocess is None or self.revert is None:
             from AutoSegNetLib.preprocessing.case import preprocess_case, revert_probabilities
 
@@ -159,9 +158,12 @@ class Predictor:
         if self.previous is not None:
             previous_seg = self.previous.predict_case(image, geometry, return_probabilities=False,
                                                       postprocess=False).segmentation  # fmt: skip
+        # a copy: preprocess_case normalises an uncropped float32 image in place, which would change the caller's
+        # array (a Slicer volume); drop the copy once preprocessing never writes into its input
         data, seg, properties = self.preprocess(
-            image, previous_seg, geometry, model.plans, configuration, model.dataset_json, input_hash="prediction"
-        )
+            np.array(image, copy=True), previous_seg, geometry, model.plans, configuration, model.dataset_json,
+            input_hash="prediction",
+        )  # fmt: skip
         if model.cascade_label_values:
             data = np.concatenate([data, one_hot(seg[0], model.cascade_label_values)])
         del seg

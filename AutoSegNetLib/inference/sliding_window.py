@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.inference.cpu_speed import MEMORY_FORMAT_ATTRIBUTE
 from AutoSegNetLib.inference.tiles import compute_steps, gaussian_importance_map, mirror_combinations, padding_for
 from AutoSegNetLib.inference.uncertainty import normalised_entropy
 
@@ -309,16 +310,20 @@ def member_threads_context(threads: int) -> Iterator[MemberPool | None]:
         yield None
         return
     previous = torch.get_num_threads()
-    torch.set_num_threads(max(1, previous // threads))
+    per_thread = max(1, previous // threads)
+    torch.set_num_threads(per_thread)
     try:
-        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="autosegnet-member") as executor:
+        # every new thread starts with OpenMP's default thread count: set it there too, or each pass would still
+        # spread over all cores (oversubscribing them) and round differently
+        with ThreadPoolExecutor(threads, "autosegnet-member", torch.set_num_threads, (per_thread,)) as executor:
             yield MemberPool(executor, threads)
     finally:
         torch.set_num_threads(previous)
 
 
 def _forward(network: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    output = network(x)
+    memory_format = getattr(network, MEMORY_FORMAT_ATTRIBUTE, None)  # set by cpu_speed.prepare_for_cpu
+    output = network(x.contiguous(memory_format=memory_format) if memory_format is not None else x)
     return output[0] if isinstance(output, (list, tuple)) else output  # deep supervision left on: full resolution
 
 

@@ -19,7 +19,7 @@ from _helpers_inference import (
 
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.evaluation.postprocessing import keep_largest_component
-from AutoSegNetLib.inference import REFERENCE_COMPUTE, ComputeSettings, Predictor, one_hot
+from AutoSegNetLib.inference import PYTORCH_DEFAULT_COMPUTE, REFERENCE_COMPUTE, ComputeSettings, Predictor, one_hot
 from AutoSegNetLib.utils.atomic import write_json
 
 torch.set_num_threads(2)
@@ -56,6 +56,13 @@ def test_prediction_is_on_the_input_grid_with_probabilities_that_sum_to_one(resu
     np.testing.assert_array_equal(segmentation, probabilities.argmax(0))
 
 
+def test_prediction_leaves_the_callers_image_untouched(results: Path) -> None:
+    image = blob_image()
+    before = image.copy()
+    Predictor.from_model_folder(a_model(results), device="cpu", tta=False).predict(image, geometry())
+    np.testing.assert_array_equal(image, before)
+
+
 def test_fold_ensemble_averages_the_probabilities_of_the_folds(results: Path) -> None:
     folder = a_model(results, folds=(0, 1))
     image, geo = blob_image(), geometry()
@@ -75,7 +82,8 @@ def test_mirroring_is_on_by_default_and_can_be_switched_off(results: Path) -> No
 
 @pytest.mark.parametrize("compute", [
     ComputeSettings(), ComputeSettings(tile_batch=3, batch_mirrors=True, member_threads=2, onednn=False),
-    ComputeSettings(batch_mirrors=False, member_threads=3, onednn=True),
+    ComputeSettings(batch_mirrors=False, member_threads=3, onednn=True, channels_last=False),
+    PYTORCH_DEFAULT_COMPUTE,
 ])  # fmt: skip
 def test_compute_settings_change_the_speed_not_the_result(results: Path, compute: ComputeSettings) -> None:
     folder = a_model(results, folds=(0, 1))
@@ -87,6 +95,20 @@ def test_compute_settings_change_the_speed_not_the_result(results: Path, compute
     )
     np.testing.assert_array_equal(segmentation, expected_segmentation)
     np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+
+
+def test_members_side_by_side_compute_bitwise_what_one_pass_after_the_other_computes(results: Path) -> None:
+    folder = a_model(results, folds=(0, 1))
+    image, geo = blob_image(), geometry()
+    side_by_side = Predictor.from_model_folder(folder, folds=None, device="cpu")  # 2 threads: 1 per member
+    assert side_by_side.compute.member_threads == 2
+    expected = side_by_side.predict(image, geo)[1]
+    torch.set_num_threads(1)
+    try:
+        one_by_one = Predictor.from_model_folder(folder, folds=None, device="cpu", compute=REFERENCE_COMPUTE)
+        np.testing.assert_array_equal(one_by_one.predict(image, geo)[1], expected)
+    finally:
+        torch.set_num_threads(2)
 
 
 def test_a_checkpoint_that_allows_no_mirroring_predicts_the_same_with_and_without_tta(results: Path) -> None:

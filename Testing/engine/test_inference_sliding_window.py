@@ -269,3 +269,41 @@ def test_onednn_convolutions_compute_the_same_network(ndim: int) -> None:
     with torch.inference_mode():
         torch.testing.assert_close(fast(x), reference(x), rtol=1e-4, atol=1e-5)
     assert fast(x.requires_grad_()).requires_grad  # training-style calls keep PyTorch's differentiable path
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+@pytest.mark.parametrize("offset", [0.0, 50.0])  # a large mean: a one-pass E[x^2] - mean^2 would lose digits
+def test_channels_last_instance_norm_matches_pytorch_and_keeps_the_layout(ndim: int, offset: float) -> None:
+    from AutoSegNetLib.inference.cpu_speed import channels_last_instance_norm
+
+    torch.manual_seed(ndim)
+    norm = (nn.InstanceNorm2d if ndim == 2 else nn.InstanceNorm3d)(5, affine=True)
+    nn.init.normal_(norm.weight)
+    nn.init.normal_(norm.bias)
+    x = torch.randn(2, 5, *([6, 7, 9][-ndim:])) * 3 + offset
+    layout = torch.channels_last if ndim == 2 else torch.channels_last_3d
+    with torch.inference_mode():
+        exact = nn.functional.instance_norm(x.double(), weight=norm.weight.double(), bias=norm.bias.double(),
+                                            eps=norm.eps)  # fmt: skip
+        fast = channels_last_instance_norm(x.contiguous(memory_format=layout), norm.weight, norm.bias, norm.eps)
+        pytorch = norm(x)
+    assert fast.is_contiguous(memory_format=layout)
+    fast_error = (fast.double() - exact).abs().max().item()
+    assert fast_error <= 2 * max((pytorch.double() - exact).abs().max().item(), 1e-6)
+    with torch.inference_mode():
+        plain = channels_last_instance_norm(x.contiguous(memory_format=layout), None, None, 1e-5)
+    torch.testing.assert_close(plain, nn.functional.instance_norm(x, eps=1e-5), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_a_network_prepared_for_the_cpu_computes_the_same_function(ndim: int) -> None:
+    from AutoSegNetLib.inference.cpu_speed import MEMORY_FORMAT_ATTRIBUTE, prepare_for_cpu
+
+    reference, fast = a_conv_net(ndim, seed=5), a_conv_net(ndim, seed=5)
+    prepare_for_cpu(fast, onednn=True, channels_last=True)
+    layout = getattr(fast, MEMORY_FORMAT_ATTRIBUTE)
+    assert layout == (torch.channels_last if ndim == 2 else torch.channels_last_3d)
+    x = torch.randn(1, 2, *([16] * ndim))
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(x.contiguous(memory_format=layout)), reference(x), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(fast(x), reference(x), rtol=1e-4, atol=1e-5)  # plain layout: PyTorch's path
