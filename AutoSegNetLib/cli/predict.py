@@ -10,6 +10,7 @@ from AutoSegNetLib.inference.compute import ComputeSettings
 from AutoSegNetLib.inference.files import predict_files
 from AutoSegNetLib.inference.model_folder import CHECKPOINT_NAMES, find_model_folder
 from AutoSegNetLib.inference.predictor import Predictor
+from AutoSegNetLib.inference.sliding_window import AVERAGES
 from AutoSegNetLib.inference.uncertainty import UNCERTAINTY_KINDS
 
 
@@ -26,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", choices=CHECKPOINT_NAMES, default="final", help="checkpoint to use")
     parser.add_argument("--step", type=float, default=0.5, help="tile step as a fraction of the patch (default 0.5)")
     parser.add_argument("--no-tta", action="store_true", help="no test-time mirroring (about 8x faster in 3D)")
+    parser.add_argument("--average", choices=AVERAGES, default="probabilities",
+                        help="average mirrored passes, folds and tiles as probabilities (default) or as logits with "
+                        "the softmax after the average, as nnU-Net does")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     parser.add_argument("--tile-batch", type=int, default=1, help="tiles per forward pass (default 1)")
     parser.add_argument("--save-probabilities", action="store_true",
@@ -45,7 +49,7 @@ def run(args: argparse.Namespace, ctx) -> int:
     folder = args.model_folder or _model_folder(args, ctx)
     predictor = Predictor.from_model_folder(
         folder, folds=args.folds, checkpoint=args.checkpoint, device=args.device, tta=not args.no_tta,
-        step=args.step, postprocess=not args.disable_postprocessing,
+        step=args.step, postprocess=not args.disable_postprocessing, average=args.average,
         compute=ComputeSettings(tile_batch=args.tile_batch),
     )  # fmt: skip
     predict_files(

@@ -25,7 +25,7 @@ from AutoSegNetLib.inference.compute import ComputeSettings, resolve_device
 from AutoSegNetLib.inference.cpu_speed import prepare_for_cpu
 from AutoSegNetLib.inference.labels import one_hot, probabilities_to_segmentation
 from AutoSegNetLib.inference.model_folder import ModelFolder, model_folder_name, parse_folds, parse_model_folder_name
-from AutoSegNetLib.inference.sliding_window import sliding_window_predict
+from AutoSegNetLib.inference.sliding_window import AVERAGES, sliding_window_predict
 from AutoSegNetLib.inference.uncertainty import UNCERTAINTY_KINDS, disagreement, normalised_entropy
 
 log = logging.getLogger(__name__)
@@ -51,9 +51,10 @@ class Predictor:
     """A model folder's networks, ready to predict cases in memory.
 
     Build it with :meth:`from_model_folder`. ``step`` is the tile step (fraction of the patch), ``tta``
-    switches mirroring test-time augmentation, ``compute`` (resolved for ``device``) sets how the sliding window
-    computes, which changes the speed but not the result. ``previous`` is the low-resolution predictor of a
-    cascade stage.
+    switches mirroring test-time augmentation, ``average`` is ``"probabilities"`` (default, decision 0009) or
+    ``"logits"`` (nnU-Net's way: softmax once, after averaging mirrors, folds and tiles). ``compute`` (resolved
+    for ``device``) sets how the sliding window computes, which changes the speed but not the result.
+    ``previous`` is the low-resolution predictor of a cascade stage.
     """
 
     model: ModelFolder
@@ -63,6 +64,7 @@ class Predictor:
     device: torch.device
     step: float = 0.5
     tta: bool = True
+    average: str = "probabilities"
     compute: ComputeSettings = field(default_factory=ComputeSettings)
     previous: Predictor | None = None
     postprocessing: dict[str, Any] | None = None
@@ -74,6 +76,8 @@ class Predictor:
     def __post_init__(self) -> None:
         if not 0 < self.step <= 1:
             raise AutoSegNetError(f"The tile step must be in (0, 1] (a fraction of the patch size), got {self.step}.")
+        if self.average not in AVERAGES:
+            raise AutoSegNetError(f"Unknown average {self.average!r}; use one of {', '.join(AVERAGES)}.")
         self.compute = self.compute.resolved(self.device)
         for network in self.networks:
             prepare_for_cpu(network, bool(self.compute.onednn), bool(self.compute.channels_last))
@@ -95,6 +99,7 @@ class Predictor:
         postprocess: bool = True,
         previous_stage_folder: str | Path | None = None,
         compute: ComputeSettings | None = None,
+        average: str = "probabilities",
     ) -> Predictor:
         """Load the networks of ``folds`` (``(0,)``, ``"all"``, ``[0, 1, 2, 3, 4]``; ``None`` = every fold with
         ``checkpoint_<checkpoint>.pth``) from a model folder.
@@ -102,7 +107,8 @@ class Predictor:
         A cascade stage (``3d_cascade_fullres``) also loads its low-resolution stage, by default from the
         sibling folder ``AutoSegNet__<plans>__<previous_stage>``, with the same folds where it has them.
         ``postprocess`` applies the folder's ``postprocessing.json`` (if any) to the label maps; ``compute``
-        tunes speed and memory (:class:`ComputeSettings`, default: the best choice for the device).
+        tunes speed and memory (:class:`ComputeSettings`, default: the best choice for the device); ``average``
+        is ``"probabilities"`` or ``"logits"`` (see the class).
         """
         model = ModelFolder.open(folder)
         device = resolve_device(device)
@@ -117,14 +123,14 @@ class Predictor:
         previous = None
         if model.configuration.previous_stage is not None:
             previous = _load_previous_stage(model, previous_stage_folder, chosen, checkpoint, device, tta, step,
-                                            compute)  # fmt: skip
+                                            compute, average)  # fmt: skip
         log.info(
             "Loaded %s (%s), folds %s, checkpoint %s, on %s", model.folder.name, model.configuration_name,
             ", ".join(chosen), checkpoint, device,
         )  # fmt: skip
         return cls(
             model=model, networks=networks, folds=chosen, mirror_axes=_common_axes(axes), device=device, step=step,
-            tta=tta, compute=compute or ComputeSettings(), previous=previous,
+            tta=tta, average=average, compute=compute or ComputeSettings(), previous=previous,
             postprocessing=model.postprocessing() if postprocess else None,
         )  # fmt: skip
 
@@ -204,6 +210,7 @@ class Predictor:
             member_threads=self.compute.member_threads,
             nonlin="sigmoid" if self.model.regions else "softmax",
             with_member_entropy=with_member_entropy,
+            average=self.average,
         )
         return result if isinstance(result, tuple) else (result, None)
 
@@ -220,7 +227,7 @@ def _common_axes(axes: list[list[int] | None]) -> list[int] | None:
 
 def _load_previous_stage(
     model: ModelFolder, folder: str | Path | None, folds: list[str], checkpoint: str, device: torch.device,
-    tta: bool, step: float, compute: ComputeSettings | None,
+    tta: bool, step: float, compute: ComputeSettings | None, average: str,
 ) -> Predictor:  # fmt: skip
     stage = model.configuration.previous_stage
     if folder is None:
@@ -236,4 +243,5 @@ def _load_previous_stage(
     previous_model = ModelFolder.open(folder, configuration=stage)
     have = previous_model.available_folds(checkpoint)
     use = [f for f in folds if f in have] or have
-    return Predictor.from_model_folder(folder, use, checkpoint, device, tta, step, postprocess=False, compute=compute)
+    return Predictor.from_model_folder(folder, use, checkpoint, device, tta, step, postprocess=False, compute=compute,
+                                       average=average)  # fmt: skip

@@ -4,8 +4,9 @@
 :class:`~AutoSegNetLib.inference.predictor.Predictor` configures it from a model folder.
 
 Members and averaging: each network (fold) is run on every mirrored variant of a tile; these are the ensemble
-*members*. Their outputs are averaged in the output space: logits when ``nonlin`` is ``None`` (nnU-Net's
-mirroring and fold averaging), probabilities after softmax/sigmoid otherwise. Overlapping tiles are blended with
+*members*. Their outputs are averaged in the space ``average`` names: ``"probabilities"`` (the default, after
+softmax/sigmoid) or ``"logits"`` (nnU-Net's mirroring, fold and tile averaging, with the softmax/sigmoid applied
+once to the blended average; without ``nonlin`` logits are all there is). Overlapping tiles are blended with
 a Gaussian importance map. The accumulator is one float32 ``(K, Z, Y, X)`` array plus one ``(Z, Y, X)``
 weight map, however many folds and mirrored variants are averaged.
 """
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 OutOfMemoryError: type[Exception] = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 NONLINS = (None, "softmax", "sigmoid")
+AVERAGES = ("probabilities", "logits")
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ def sliding_window_predict(
     with_member_entropy: bool = False,
     amp: bool | None = None,
     member_threads: int = 1,
+    average: str = "probabilities",
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Predict a whole image ``(C, Z, Y, X)`` tile by tile; returns ``(K, Z, Y, X)`` float32 on ``results_device``.
 
@@ -98,6 +101,9 @@ def sliding_window_predict(
     - ``amp``: autocast the forward passes (default: on for CUDA, as nnU-Net); accumulation stays float32.
     - ``member_threads``: on the CPU, run this many members (folds x mirrored variants) at once, each in its own
       thread with one intra-op thread (see :func:`threaded_member_outputs`); 1 runs them one after the other.
+    - ``average``: ``"probabilities"`` averages the members' and tiles' softmax/sigmoid outputs; ``"logits"``
+      averages their logits and applies ``nonlin`` once at the end, exactly as nnU-Net (docs/decisions/0009).
+      The two give the same label map except at near-ties.
 
     A single tile covering the whole (padded) image is copied without weighting, so an image no larger than the
     patch gives exactly the (padded, cropped) output of one forward pass. On a CUDA out-of-memory error the
@@ -110,6 +116,8 @@ def sliding_window_predict(
         raise ValueError(f"nonlin must be one of {NONLINS}, got {nonlin!r}.")
     if with_member_entropy and nonlin is None:
         raise ValueError("with_member_entropy needs probabilities: pass nonlin='softmax' or 'sigmoid'.")
+    if average not in AVERAGES:
+        raise ValueError(f"average must be one of {AVERAGES}, got {average!r}.")
     if image.ndim != 4:
         raise ValueError(f"image must be (C, Z, Y, X), got shape {tuple(image.shape)}.")
     if len(patch_size) not in (2, 3):
@@ -120,10 +128,13 @@ def sliding_window_predict(
     plan = fallback_plan(results_device, max(1, int(tile_batch)), batch_mirrors)
     for index, attempt in enumerate(plan):
         try:
-            return _predict_windows(
+            result = _predict_windows(
                 networks, image, patch_size, step, mirror_axes or (), device, nonlin, attempt, with_member_entropy, amp,
-                member_threads if device.type == "cpu" else 1,
+                member_threads if device.type == "cpu" else 1, average == "logits",
             )  # fmt: skip
+            if average == "logits" and nonlin is not None:
+                apply_nonlin_(result[0] if isinstance(result, tuple) else result, nonlin)
+            return result
         except OutOfMemoryError as error:
             _release_cached_memory(device)
             if index + 1 == len(plan):
@@ -149,6 +160,7 @@ def _predict_windows(
     with_member_entropy: bool,
     amp: bool,
     member_threads: int,
+    average_logits: bool,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     slice_mode = len(patch_size) == 2
     window = (1, *patch_size) if slice_mode else tuple(int(p) for p in patch_size)
@@ -172,7 +184,7 @@ def _predict_windows(
             if slice_mode:
                 tiles = tiles[:, :, 0]
             values, member_entropy = predict_tiles(
-                networks, tiles, combos, nonlin, attempt.batch_mirrors, with_member_entropy, pool
+                networks, tiles, combos, nonlin, attempt.batch_mirrors, with_member_entropy, pool, average_logits
             )
             if slice_mode:
                 values = values.unsqueeze(2)
@@ -219,11 +231,13 @@ def predict_tiles(
     batch_mirrors: bool,
     with_member_entropy: bool = False,
     pool: MemberPool | None = None,
+    average_logits: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Average of all members (networks x mirrored variants) for a batch of tiles ``(B, C, *S)``.
 
-    Returns ``(B, K, *S)`` float32 (logits or probabilities, see ``nonlin``) and, if asked, the members' mean
-    normalised entropy ``(B, *S)``. Members are summed in a fixed order (network, then ``combos``) however they
+    Returns ``(B, K, *S)`` float32 (probabilities after ``nonlin``; logits when ``nonlin`` is None or with
+    ``average_logits``) and, if asked, the members' mean normalised entropy ``(B, *S)`` (of each member's
+    probabilities). Members are summed in a fixed order (network, then ``combos``) however they
     are computed: mirrored variants in one forward pass (``batch_mirrors``) and/or spread over the threads of
     ``pool`` (CPU, see :func:`member_threads_context`).
     """
@@ -235,19 +249,33 @@ def predict_tiles(
     else:
         outputs = (out for network in networks for out in mirrored_outputs(network, tiles, combos, batch_mirrors))
     for output in outputs:
-        output = output.float()
-        if nonlin == "softmax":
-            output = torch.softmax(output, 1)
-        elif nonlin == "sigmoid":
-            output = torch.sigmoid(output)
+        logits = output.float()
+        needs_probabilities = nonlin is not None and (with_member_entropy or not average_logits)
+        probabilities = _nonlin(logits, nonlin) if needs_probabilities else None
         if with_member_entropy:
-            entropy = normalised_entropy(output, regions=nonlin == "sigmoid", channel_dim=1)
+            entropy = normalised_entropy(probabilities, regions=nonlin == "sigmoid", channel_dim=1)
             entropy_total = entropy if entropy_total is None else entropy_total.add_(entropy)
+        output = logits if average_logits or probabilities is None else probabilities
         total = output.clone() if total is None else total.add_(output)
     total /= len(members)
     if entropy_total is not None:
         entropy_total /= len(members)
     return total, entropy_total
+
+
+def _nonlin(logits: torch.Tensor, nonlin: str) -> torch.Tensor:
+    """Softmax over the class axis (1) of ``(B, K, *S)`` logits, or the element-wise sigmoid (regions)."""
+    return torch.softmax(logits, 1) if nonlin == "softmax" else torch.sigmoid(logits)
+
+
+def apply_nonlin_(logits: torch.Tensor, nonlin: str) -> torch.Tensor:
+    """Turn averaged logits ``(K, Z, Y, X)`` into probabilities in place (no second full-size array): softmax
+    over ``K`` (max subtracted first, so no overflow) or the sigmoid of each region. Returns ``logits``."""
+    with torch.inference_mode(logits.is_inference()):
+        if nonlin == "sigmoid":
+            return logits.sigmoid_()
+        logits.sub_(logits.amax(0, keepdim=True)).exp_()
+        return logits.div_(logits.sum(0, keepdim=True))
 
 
 def mirrored_outputs(

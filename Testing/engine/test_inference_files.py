@@ -113,7 +113,8 @@ def test_cli_predict_with_a_model_folder_and_unknown_configuration_fails_clearly
                                                                                  capsys) -> None:  # fmt: skip
     write_case(tmp_path / "in", "a", shape=(8, 8, 8))
     assert main(["predict", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model-folder",
-                 str(a_model_folder), "--device", "cpu", "--no-tta", "--save-uncertainty", "disagreement"]) == 0
+                 str(a_model_folder), "--device", "cpu", "--no-tta", "--save-uncertainty", "disagreement",
+                 "--average", "logits"]) == 0  # fmt: skip
     assert (tmp_path / "out" / "a_uncertainty.nii.gz").is_file()
     (workspace / "raw" / DATASET).mkdir(parents=True)
     assert main(["predict", "--workspace", str(workspace), "-i", str(tmp_path / "in"), "-o", str(tmp_path / "o2"),

@@ -80,6 +80,19 @@ def test_mirroring_is_on_by_default_and_can_be_switched_off(results: Path) -> No
     assert not np.allclose(with_tta.predict(image, geo)[1], without.predict(image, geo)[1])
 
 
+def test_averaging_logits_as_nnunet_changes_probabilities_slightly_and_sums_to_one(results: Path) -> None:
+    folder = a_model(results, folds=(0, 1))
+    image, geo = blob_image(), geometry()
+    probability_average = Predictor.from_model_folder(folder, folds=None, device="cpu").predict(image, geo)
+    logit_average = Predictor.from_model_folder(folder, folds=None, device="cpu", average="logits").predict(image, geo)
+    np.testing.assert_allclose(logit_average[1].sum(0), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(logit_average[0], logit_average[1].argmax(0))
+    difference = np.abs(logit_average[1] - probability_average[1])
+    assert 0 < difference.max() < 0.2
+    with pytest.raises(AutoSegNetError, match="Unknown average 'median'"):
+        Predictor.from_model_folder(folder, device="cpu", average="median")
+
+
 @pytest.mark.parametrize("compute", [
     ComputeSettings(), ComputeSettings(tile_batch=3, batch_mirrors=True, member_threads=2, onednn=False),
     ComputeSettings(batch_mirrors=False, member_threads=3, onednn=True, channels_last=False),

@@ -212,6 +212,39 @@ def test_softmax_probabilities_sum_to_one_and_several_networks_average() -> None
     torch.testing.assert_close(both, (singles[0] + singles[1]) / 2, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("nonlin", ["softmax", "sigmoid"])
+def test_logit_averaging_applies_the_nonlinearity_once_to_the_blended_logits(nonlin: str) -> None:
+    nets = [a_conv_net(3, seed=s) for s in range(2)]
+    image = torch.randn(2, 12, 11, 10)  # several overlapping tiles
+    logits = sliding_window_predict(nets, image, (8, 8, 8), mirror_axes=[0, 2])
+    averaged = sliding_window_predict(nets, image, (8, 8, 8), mirror_axes=[0, 2], nonlin=nonlin, average="logits")
+    expected = torch.softmax(logits, 0) if nonlin == "softmax" else torch.sigmoid(logits)
+    torch.testing.assert_close(averaged, expected, rtol=1e-5, atol=1e-6)
+    probability_average = sliding_window_predict(nets, image, (8, 8, 8), mirror_axes=[0, 2], nonlin=nonlin)
+    assert not torch.allclose(averaged, probability_average, atol=1e-4)  # the two averages really differ
+
+
+def test_logit_averaging_of_one_tile_is_the_softmax_of_the_mean_of_the_flipped_passes() -> None:
+    net = a_conv_net(3)
+    image = torch.randn(2, 8, 8, 8)
+    with torch.no_grad():
+        passes = [net(image[None]), net(image[None].flip(2)).flip(2)]
+    expected = torch.softmax((passes[0] + passes[1])[0] / 2, 0)
+    averaged = sliding_window_predict(net, image, (8, 8, 8), mirror_axes=[0], nonlin="softmax", average="logits")
+    torch.testing.assert_close(averaged, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_logit_averaging_keeps_the_members_entropy_of_their_probabilities() -> None:
+    nets = [a_conv_net(3, seed=s) for s in range(2)]
+    image = torch.randn(2, 10, 9, 8)
+    runs = [sliding_window_predict(nets, image, (8, 8, 8), mirror_axes=[1], nonlin="softmax", average=average,
+                                   with_member_entropy=True) for average in ("probabilities", "logits")]  # fmt: skip
+    torch.testing.assert_close(runs[0][1], runs[1][1])
+    torch.testing.assert_close(runs[1][0].sum(0), torch.ones(image.shape[1:]), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="average must be one of"):
+        sliding_window_predict(nets, image, (8, 8, 8), nonlin="softmax", average="votes")
+
+
 def test_fallback_plan_moves_results_to_the_cpu_then_shrinks_the_batch() -> None:
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     assert fallback_plan(gpu, 4, True) == [
@@ -296,10 +329,15 @@ def test_channels_last_instance_norm_matches_pytorch_and_keeps_the_layout(ndim: 
 
 
 @pytest.mark.parametrize("ndim", [2, 3])
-def test_a_network_prepared_for_the_cpu_computes_the_same_function(ndim: int) -> None:
+@pytest.mark.parametrize("name", ["PlainConvUNet", "ResidualEncoderUNet"])
+def test_a_network_prepared_for_the_cpu_computes_the_same_function(ndim: int, name: str) -> None:
     from AutoSegNetLib.inference.cpu_speed import MEMORY_FORMAT_ATTRIBUTE, prepare_for_cpu
 
-    reference, fast = a_conv_net(ndim, seed=5), a_conv_net(ndim, seed=5)
+    networks = []
+    for _ in range(2):
+        torch.manual_seed(5)
+        networks.append(build_network(tiny_spec(ndim, name, stages=3), 2, 3, deep_supervision=False).eval())
+    reference, fast = networks
     prepare_for_cpu(fast, onednn=True, channels_last=True)
     layout = getattr(fast, MEMORY_FORMAT_ATTRIBUTE)
     assert layout == (torch.channels_last if ndim == 2 else torch.channels_last_3d)
