@@ -18,7 +18,7 @@ from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.imageio.geometry import Geometry
 from AutoSegNetLib.planning.plans import ConfigurationPlan, Plans
 from AutoSegNetLib.preprocessing.class_locations import sample_class_locations
-from AutoSegNetLib.preprocessing.cropping import crop_to_nonzero, uncrop
+from AutoSegNetLib.preprocessing.cropping import crop_to_nonzero, slices_of, uncrop
 from AutoSegNetLib.preprocessing.memory import check_memory, estimate_case_bytes
 from AutoSegNetLib.preprocessing.normalization import normalize
 from AutoSegNetLib.preprocessing.resampling import (
@@ -120,19 +120,28 @@ def revert_probabilities(probs: np.ndarray, properties: dict[str, Any], plans: P
     anisotropic), puts the crop back (outside: background probability 1 for softmax outputs, 0 everywhere
     for ``regions``) and transposes back with ``plans.transpose_backward``. Works for logits too, but the
     fill outside the crop is meant for probabilities.
+
+    Memory: the result is allocated once, in the raw axis order, and filled class by class, so besides ``probs``
+    and the result only one class at the cropped size is held at a time.
     """
     _check_network_shape(probs.shape[1:], properties)
-    check_memory(int(probs.shape[0] * np.prod(properties["shape_before_cropping"]) * 4 * 2),
-                 f"Reverting {probs.shape[0]} probability maps to the original image size")
+    num_classes = probs.shape[0]
+    full_shape = tuple(int(n) for n in properties["shape_before_cropping"])  # network axis order
+    cropped_shape = tuple(int(n) for n in properties["shape_after_cropping"])
+    check_memory(int((num_classes * np.prod(full_shape) + np.prod(cropped_shape)) * 4),
+                 f"Reverting {num_classes} probability maps to the original image size")  # fmt: skip
+    backward = list(plans.transpose_backward)
+    out = np.empty((num_classes, *(full_shape[a] for a in backward)), dtype=np.float32)
+    in_network_order = out.transpose([0, *(int(a) + 1 for a in np.argsort(backward))])  # a view of ``out``
+    inside = slices_of(properties["bbox"])
     r = configuration.resampling
-    probs = resample_probabilities(probs, properties["shape_after_cropping"], properties["spacing_after_resampling"],
-                                   properties["spacing"], r.order_probabilities, r.order_z_anisotropic,
-                                   r.anisotropy_threshold)
-    fill = np.zeros(probs.shape[0], dtype=np.float32)
-    if not regions:
-        fill[0] = 1.0
-    full = uncrop(probs, properties["bbox"], tuple(properties["shape_before_cropping"]), fill)
-    return np.ascontiguousarray(full.transpose([0, *[a + 1 for a in plans.transpose_backward]]))
+    for k in range(num_classes):
+        in_network_order[k] = 1.0 if k == 0 and not regions else 0.0
+        in_network_order[k][inside] = resample_probabilities(
+            probs[k : k + 1], cropped_shape, properties["spacing_after_resampling"], properties["spacing"],
+            r.order_probabilities, r.order_z_anisotropic, r.anisotropy_threshold,
+        )[0]  # fmt: skip
+    return out
 
 
 def revert_segmentation(seg: np.ndarray, properties: dict[str, Any], plans: Plans,

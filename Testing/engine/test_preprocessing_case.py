@@ -28,6 +28,8 @@ from AutoSegNetLib.preprocessing import (
     revert_probabilities,
     revert_segmentation,
 )
+from AutoSegNetLib.preprocessing.cropping import uncrop
+from AutoSegNetLib.preprocessing.resampling import resample_probabilities
 
 GEOMETRY = Geometry((3.0, 1.0, 0.8), (10.0, -5.0, 2.5), (0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0))
 
@@ -177,6 +179,26 @@ def test_reverted_probabilities_have_the_raw_shape_and_background_one_outside_th
     assert (back[0][outside] == 1).all() and (back[1:, outside] == 0).all()
     agree = np.argmax(back, axis=0) == seg
     assert not np.any(~agree & ~border_voxels(seg, 2))
+
+
+@pytest.mark.parametrize("regions", [False, True])
+def test_reverting_class_by_class_equals_resample_then_uncrop_then_transpose(regions: bool):
+    image, seg = a_case()
+    geometry = Geometry((2.5, 0.7, 0.9), GEOMETRY.origin, GEOMETRY.direction)
+    plans, conf = plans_3d([1.0, 1.1, 1.0], transpose=[2, 0, 1])
+    data, _, props = preprocess_case(image, seg, geometry, plans, conf, a_dataset_json())
+    rng = np.random.default_rng(3)
+    probs = rng.random((3, *data.shape[1:]), dtype=np.float32)
+    r = conf.resampling
+    resampled = resample_probabilities(probs, props["shape_after_cropping"], props["spacing_after_resampling"],
+                                       props["spacing"], r.order_probabilities, r.order_z_anisotropic,
+                                       r.anisotropy_threshold)  # fmt: skip
+    fill = np.array([0.0 if regions else 1.0, 0.0, 0.0], np.float32)
+    full = uncrop(resampled, props["bbox"], tuple(props["shape_before_cropping"]), fill)
+    expected = full.transpose([0, *[a + 1 for a in plans.transpose_backward]])
+    back = revert_probabilities(probs, props, plans, conf, regions=regions)
+    assert back.shape == (3, *seg.shape) and back.flags.c_contiguous
+    np.testing.assert_array_equal(back, expected)
 
 
 def test_reverted_region_probabilities_are_zero_outside_the_crop():
