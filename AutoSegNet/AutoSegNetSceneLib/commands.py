@@ -54,10 +54,16 @@ def train(dataset: DatasetSettings, training: TrainingSettings, configuration: s
 
 def predict(workspace_root: Path, input_folder: Path, output_folder: Path, model_folder: Path,
             folds: Sequence[str], tta: bool = True, save_uncertainty: bool = False,
-            save_probabilities: bool = False, device: str = "auto") -> list[str]:
-    """Predict the images in ``input_folder`` with a model folder; results land in ``output_folder``."""
+            save_probabilities: bool = False, device: str = "auto", reorient: bool = True) -> list[str]:
+    """Predict the images in ``input_folder`` with a model folder; results land in ``output_folder``.
+
+    ``reorient`` (on by default in Slicer, where a volume's geometry is what the user sees) predicts a volume
+    stored in another orientation than the training cases in theirs, and turns the result back.
+    """
     args = ["predict", "-i", str(input_folder), "-o", str(output_folder), "--model-folder", str(model_folder),
             "-f", *folds]
+    if reorient:
+        args.append("--reorient")
     if not tta:
         args.append("--no-tta")
     if save_uncertainty:

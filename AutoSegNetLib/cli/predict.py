@@ -30,6 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--average", choices=AVERAGES, default="probabilities",
                         help="average mirrored passes, folds and tiles as probabilities (default) or as logits with "
                         "the softmax after the average, as nnU-Net does")
+    parser.add_argument("--reorient", action="store_true",
+                        help="predict images stored in another orientation than the training cases (say RAS instead "
+                        "of LPS, or sagittal instead of axial slices) in the training orientation, by exact axis swaps "
+                        "and flips, and write the result in the input's; without it such images only get a warning")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     parser.add_argument("--tile-batch", type=int, default=1, help="tiles per forward pass (default 1)")
     parser.add_argument("--save-probabilities", action="store_true",
@@ -50,6 +54,7 @@ def run(args: argparse.Namespace, ctx) -> int:
     predictor = Predictor.from_model_folder(
         folder, folds=args.folds, checkpoint=args.checkpoint, device=args.device, tta=not args.no_tta,
         step=args.step, postprocess=not args.disable_postprocessing, average=args.average,
+        reorient=args.reorient,
         compute=ComputeSettings(tile_batch=args.tile_batch),
     )  # fmt: skip
     predict_files(

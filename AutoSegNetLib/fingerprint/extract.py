@@ -71,6 +71,7 @@ def analyze_case(dataset: RawDataset, case: Case, num_samples: int, seed: int = 
         shape_after_crop=shape_after,
         relative_size_after_crop=math.prod(shape_after) / math.prod(shape_before),
         foreground_voxels=int(foreground.sum()),
+        orientation=None if geometry.is_2d else geometry.orientation_code(),
     )
     return CaseAnalysis(record, sample_foreground(image, foreground, num_samples, seed))
 

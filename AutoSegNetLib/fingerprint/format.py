@@ -9,7 +9,8 @@ Intensity statistics are keyed by the channel index as a string (``"0"``) and us
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from collections import Counter
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ class CaseFingerprint:
     shape_after_crop: list[int]
     relative_size_after_crop: float
     foreground_voxels: int
+    orientation: str | None = None  # ITK axes' anatomical code (``"LPS"``); None for 2D and older fingerprints
 
 
 @dataclass
@@ -76,6 +78,17 @@ class Fingerprint:
     @property
     def num_cases(self) -> int:
         return len(self.cases)
+
+    def training_orientation(self, min_share: float = 0.8) -> str | None:
+        """The orientation code most training cases share, if at least ``min_share`` of them do; else None.
+
+        None also when no case records one (2D data, fingerprints written before orientations were recorded).
+        """
+        codes = Counter(c.orientation for c in self.cases if c.orientation is not None)
+        if not codes:
+            return None
+        code, count = codes.most_common(1)[0]
+        return code if count >= min_share * self.num_cases else None
 
     def intensity_properties_dict(self) -> dict[str, dict[str, float]]:
         """The per-channel statistics as plain dicts (the form ``plans.json`` stores)."""
@@ -132,7 +145,8 @@ class Fingerprint:
 
 # ----- checks -----------------------------------------------------------------------------------------
 _TYPES: dict[str, tuple[type, ...]] = {
-    "str": (str,), "int": (int,), "float": (int, float), "list[float]": (list,), "list[int]": (list,),
+    "str": (str,), "str | None": (str, type(None)), "int": (int,), "float": (int, float), "list[float]": (list,),
+    "list[int]": (list,),
     "list[CaseFingerprint]": (list,), "dict[str, IntensityStatistics]": (dict,),
 }
 
@@ -145,7 +159,7 @@ def _check_fields(data: dict, cls: type, source: str, prefix: str) -> None:
             raise DatasetFormatError(f"{source}: unknown field '{prefix}{key}'.{did_you_mean(key, names)}")
     for f in fields(cls):
         if f.name not in data:
-            if f.name in ("format", "version"):
+            if f.name in ("format", "version") or f.default is not MISSING:
                 continue
             raise DatasetFormatError(f"{source}: required field '{prefix}{f.name}' is missing.")
         expected = _TYPES.get(str(f.type))

@@ -130,7 +130,7 @@ def predict_cases(
             continue
         image, geometry = io.read_images(case.files)
         result = predictor.predict_case(image, geometry, return_probabilities=save_probabilities,
-                                        uncertainty=uncertainty)  # fmt: skip
+                                        uncertainty=uncertainty, case_name=case.name)  # fmt: skip
         written.append(write_segmentation(output_folder, case.name, result.segmentation, geometry, ending, io))
         if save_probabilities:
             write_probabilities(output_folder, case.name, result.probabilities, geometry, ending, label_info)
@@ -168,6 +168,8 @@ def _write_info(folder: Path, predictor: Predictor, save_probabilities: bool, un
         "device": str(predictor.device),
         "compute": dataclasses.asdict(predictor.compute),
         "postprocessing": predictor.postprocessing is not None,
+        "training_orientation": predictor.training_orientation,
+        "reorient": predictor.reorient,
         "save_probabilities": save_probabilities,
         "uncertainty": uncertainty,
     })  # fmt: skip

@@ -18,6 +18,7 @@ from torch import nn
 
 from AutoSegNetLib.dataset.dataset_json import DatasetJson
 from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.fingerprint.format import FINGERPRINT_FILE, Fingerprint
 from AutoSegNetLib.planning.plans import ConfigurationPlan, Plans
 from AutoSegNetLib.utils.atomic import read_json
 from AutoSegNetLib.workspace import Workspace
@@ -141,6 +142,18 @@ class ModelFolder:
     @property
     def num_outputs(self) -> int:
         return self.dataset_json.num_segmentation_heads
+
+    def training_orientation(self) -> str | None:
+        """The orientation code (``"LPS"``) shared by the training cases, from ``fingerprint.json``; None when the
+        folder has no fingerprint, the data are 2D, or the training cases were stored in mixed orientations."""
+        path = self.folder / FINGERPRINT_FILE
+        if not path.is_file():
+            return None
+        try:
+            return Fingerprint.load(path).training_orientation()
+        except AutoSegNetError as error:
+            log.warning("Cannot read the training orientation from %s: %s", path, error)
+            return None
 
     def postprocessing(self) -> dict[str, Any] | None:
         """The determined postprocessing rules (``postprocessing.json``), or None."""

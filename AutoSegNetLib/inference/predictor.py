@@ -21,6 +21,7 @@ from torch import nn
 
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.imageio.geometry import Geometry
+from AutoSegNetLib.imageio.orientation import Reorientation, is_valid_orientation
 from AutoSegNetLib.inference.compute import ComputeSettings, resolve_device
 from AutoSegNetLib.inference.cpu_speed import prepare_for_cpu
 from AutoSegNetLib.inference.labels import one_hot, probabilities_to_segmentation
@@ -44,6 +45,7 @@ class Prediction:
     probabilities: np.ndarray | None
     uncertainty: np.ndarray | None = None
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -54,7 +56,9 @@ class Predictor:
     switches mirroring test-time augmentation, ``average`` is ``"probabilities"`` (default, decision 0009) or
     ``"logits"`` (nnU-Net's way: softmax once, after averaging mirrors, folds and tiles). ``compute`` (resolved
     for ``device``) sets how the sliding window computes, which changes the speed but not the result.
-    ``previous`` is the low-resolution predictor of a cascade stage.
+    ``previous`` is the low-resolution predictor of a cascade stage. An image stored in another orientation
+    than the training cases (``fingerprint.json`` records theirs) gets a warning, or with ``reorient`` is turned
+    into the training orientation by exact axis swaps and flips for prediction and turned back afterwards.
     """
 
     model: ModelFolder
@@ -65,6 +69,7 @@ class Predictor:
     step: float = 0.5
     tta: bool = True
     average: str = "probabilities"
+    reorient: bool = False
     compute: ComputeSettings = field(default_factory=ComputeSettings)
     previous: Predictor | None = None
     postprocessing: dict[str, Any] | None = None
@@ -72,6 +77,7 @@ class Predictor:
         default=None, repr=False
     )
     revert: Callable[..., np.ndarray] | None = field(default=None, repr=False)
+    training_orientation: str | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         if not 0 < self.step <= 1:
@@ -79,6 +85,7 @@ class Predictor:
         if self.average not in AVERAGES:
             raise AutoSegNetError(f"Unknown average {self.average!r}; use one of {', '.join(AVERAGES)}.")
         self.compute = self.compute.resolved(self.device)
+        self.training_orientation = self.model.training_orientation()
         for network in self.networks:
             prepare_for_cpu(network, bool(self.compute.onednn), bool(self.compute.channels_last))
         if self.preprocess is None or self.revert is None:
@@ -100,6 +107,7 @@ class Predictor:
         previous_stage_folder: str | Path | None = None,
         compute: ComputeSettings | None = None,
         average: str = "probabilities",
+        reorient: bool = False,
     ) -> Predictor:
         """Load the networks of ``folds`` (``(0,)``, ``"all"``, ``[0, 1, 2, 3, 4]``; ``None`` = every fold with
         ``checkpoint_<checkpoint>.pth``) from a model folder.
@@ -108,7 +116,8 @@ class Predictor:
         sibling folder ``AutoSegNet__<plans>__<previous_stage>``, with the same folds where it has them.
         ``postprocess`` applies the folder's ``postprocessing.json`` (if any) to the label maps; ``compute``
         tunes speed and memory (:class:`ComputeSettings`, default: the best choice for the device); ``average``
-        is ``"probabilities"`` or ``"logits"`` (see the class).
+        is ``"probabilities"`` or ``"logits"`` and ``reorient`` handles images in another orientation than the
+        training cases (see the class).
         """
         model = ModelFolder.open(folder)
         device = resolve_device(device)
@@ -130,7 +139,7 @@ class Predictor:
         )  # fmt: skip
         return cls(
             model=model, networks=networks, folds=chosen, mirror_axes=_common_axes(axes), device=device, step=step,
-            tta=tta, average=average, compute=compute or ComputeSettings(), previous=previous,
+            tta=tta, average=average, reorient=reorient, compute=compute or ComputeSettings(), previous=previous,
             postprocessing=model.postprocessing() if postprocess else None,
         )  # fmt: skip
 
@@ -152,18 +161,61 @@ class Predictor:
         return_probabilities: bool = True,
         uncertainty: str | None = None,
         postprocess: bool = True,
+        case_name: str | None = None,
     ) -> Prediction:
         """Like :meth:`predict`, returning a :class:`Prediction`; ``uncertainty`` is ``"entropy"`` or
-        ``"disagreement"`` (between folds and mirrored passes), or None."""
+        ``"disagreement"`` (between folds and mirrored passes), or None. ``case_name`` names the image in
+        warnings."""
         if uncertainty is not None and uncertainty not in UNCERTAINTY_KINDS:
             raise AutoSegNetError(f"Unknown uncertainty {uncertainty!r}; use one of {', '.join(UNCERTAINTY_KINDS)}.")
+        reorientation, warning = self._orientation(geometry, case_name)
+        if reorientation is None:
+            result = self._predict(image, geometry, return_probabilities, uncertainty, postprocess)
+        else:
+            result = self._predict(reorientation.apply(image), reorientation.geometry(geometry, image.shape),
+                                   return_probabilities, uncertainty, postprocess)  # fmt: skip
+            result.segmentation, result.probabilities, result.uncertainty = (
+                None if a is None else np.ascontiguousarray(reorientation.invert(a))
+                for a in (result.segmentation, result.probabilities, result.uncertainty)
+            )  # fmt: skip
+        if warning:
+            result.warnings.append(warning)
+        return result
+
+    def _orientation(self, geometry: Geometry, case_name: str | None) -> tuple[Reorientation | None, str | None]:
+        """How to handle an image whose orientation differs from the training cases': ``(reorientation or None,
+        warning or None)``; both None when it matches, the data are 2D or the training orientation is unknown."""
+        target = self.training_orientation
+        if target is None or geometry.is_2d or geometry.orientation_code() == target:
+            return None, None
+        code = geometry.orientation_code()
+        what = f"{case_name!r}" if case_name else "The image"
+        if not is_valid_orientation(code):
+            warning = (f"{what} is stored obliquely (orientation {code}) and cannot be turned into the training "
+                       f"cases' {target} by swapping and flipping axes; it is predicted as stored. Resample it to "
+                       f"the training orientation if the segmentation looks wrong.")  # fmt: skip
+            log.warning(warning)
+            return None, warning
+        if self.reorient:
+            log.info("%s is stored in orientation %s; predicting it in the training cases' %s and turning the result "
+                     "back.", what, code, target)  # fmt: skip
+            return Reorientation.between(code, target), None
+        warning = (f"{what} is stored in orientation {code} (ITK x, y, z axes, LPS) but the model was trained on "
+                   f"{target} images: the network sees it mirrored or with swapped axes, which can make the "
+                   f"segmentation much worse. Predict with --reorient (Predictor reorient=True) to turn it into "
+                   f"{target} and back exactly, or check the image header.")  # fmt: skip
+        log.warning(warning)
+        return None, warning
+
+    def _predict(self, image: np.ndarray, geometry: Geometry, return_probabilities: bool, uncertainty: str | None,
+                 postprocess: bool) -> Prediction:  # fmt: skip
         start = time.perf_counter()
         model = self.model
         configuration = model.configuration
         previous_seg = None
         if self.previous is not None:
-            previous_seg = self.previous.predict_case(image, geometry, return_probabilities=False,
-                                                      postprocess=False).segmentation  # fmt: skip
+            previous_seg = self.previous._predict(image, geometry, return_probabilities=False, uncertainty=None,
+                                                  postprocess=False).segmentation  # fmt: skip
         # a copy: preprocess_case normalises an uncropped float32 image in place, which would change the caller's
         # array (a Slicer volume); drop the copy once preprocessing never writes into its input
         data, seg, properties = self.preprocess(

@@ -201,6 +201,26 @@ def test_fingerprint_json_round_trips(a_small_workspace: Workspace):
     assert Fingerprint.from_dict(json.loads(json.dumps(fingerprint.to_dict()))) == fingerprint
 
 
+def test_each_case_records_its_orientation_and_the_majority_is_the_training_orientation(tmp_path: Path):
+    workspace = small_workspace(tmp_path, 1)
+    fingerprint = extract_fingerprint(workspace, "1", total_samples=FEW)
+    assert [c.orientation for c in fingerprint.cases] == ["LPS"] * 3  # write_case keeps the identity direction
+    assert fingerprint.training_orientation() == "LPS"
+    fingerprint.cases[0].orientation = "RAS"
+    assert fingerprint.training_orientation() is None  # 2 of 3 is below the 80% needed
+    assert fingerprint.training_orientation(min_share=0.5) == "LPS"
+
+
+def test_a_fingerprint_written_before_orientations_were_recorded_still_loads():
+    from _helpers_planning import uniform_fingerprint
+
+    data = uniform_fingerprint(2, (1, 1, 1), (4, 4, 4)).to_dict()
+    for case in data["cases"]:
+        case.pop("orientation")
+    fingerprint = Fingerprint.from_dict(data)
+    assert fingerprint.cases[0].orientation is None and fingerprint.training_orientation() is None
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -209,11 +229,12 @@ def test_fingerprint_json_round_trips(a_small_workspace: Workspace):
         (lambda d: d["foreground_intensity_properties"]["0"].update(p99=1.0), "unknown field"),
         (lambda d: d["cases"][0].pop("spacing"), r"'cases\[0\].spacing' is missing"),
         (lambda d: d["cases"][0].update(spacing="1mm"), "should be list"),
+        (lambda d: d["cases"][0].update(orientation=3), "should be str | None"),
         (lambda d: d.update(version=99), "version 99 is not supported"),
         (lambda d: d.update(format="nnunet"), "field 'format'"),
         (lambda d: d.update(num_channels=5), "has 1 channels"),
     ],
-    ids=["top-level", "case", "statistics", "missing", "type", "version", "format", "channels"],
+    ids=["top-level", "case", "statistics", "missing", "type", "orientation", "version", "format", "channels"],
 )
 def test_fingerprint_json_rejects_unknown_missing_and_mistyped_fields(change, message):
     from _helpers_planning import uniform_fingerprint

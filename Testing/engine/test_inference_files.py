@@ -158,3 +158,27 @@ def test_ensemble_refuses_folders_without_probabilities(tmp_path: Path, a_model_
     assert "--save-probabilities" in capsys.readouterr().err
 
 
+
+
+def test_cli_warns_about_another_orientation_and_reorient_writes_the_input_geometry(tmp_path, a_model_folder,
+                                                                                   caplog) -> None:  # fmt: skip
+    from _helpers_planning import uniform_fingerprint
+
+    fingerprint = uniform_fingerprint(2, (1.0, 1.0, 1.0), (8, 8, 8))
+    for case in fingerprint.cases:
+        case.orientation = "LPS"
+    fingerprint.save(a_model_folder / "fingerprint.json")
+    write_case(tmp_path / "in", "a", shape=(8, 9, 7))  # direction code "ALS"
+    common = ["predict", "-i", str(tmp_path / "in"), "--model-folder", str(a_model_folder), "--device", "cpu",
+              "--no-tta"]  # fmt: skip
+    assert main([*common, "-o", str(tmp_path / "as_stored")]) == 0
+    assert "'a' is stored in orientation ALS" in caplog.text
+    caplog.clear()
+    assert main([*common, "-o", str(tmp_path / "turned"), "--reorient"]) == 0
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    info = json.loads((tmp_path / "turned" / "prediction_info.json").read_text())
+    assert info["reorient"] is True and info["training_orientation"] == "LPS"
+    source = sitk.ReadImage(str(tmp_path / "in" / "a_0000.nii.gz"))
+    result = sitk.ReadImage(str(tmp_path / "turned" / "a.nii.gz"))
+    assert result.GetSize() == source.GetSize() and result.GetDirection() == pytest.approx(source.GetDirection())
+    assert result.GetOrigin() == pytest.approx(source.GetOrigin())

@@ -19,6 +19,8 @@ from _helpers_inference import (
 
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.evaluation.postprocessing import keep_largest_component
+from AutoSegNetLib.imageio.geometry import Geometry
+from AutoSegNetLib.imageio.orientation import Reorientation
 from AutoSegNetLib.inference import PYTORCH_DEFAULT_COMPUTE, REFERENCE_COMPUTE, ComputeSettings, Predictor, one_hot
 from AutoSegNetLib.utils.atomic import write_json
 
@@ -224,3 +226,61 @@ def test_unknown_device_and_bad_step_are_user_errors(results: Path) -> None:
         Predictor.from_model_folder(folder, device="tpu")
     with pytest.raises(AutoSegNetError, match="step"):
         Predictor.from_model_folder(folder, device="cpu", step=0)
+
+
+# ----- images stored in another orientation than the training cases ----------------------------------------
+def with_training_orientation(folder: Path, code: str | None) -> Path:
+    """Give a model folder a ``fingerprint.json`` whose training cases all have orientation ``code``."""
+    from _helpers_planning import uniform_fingerprint
+
+    fingerprint = uniform_fingerprint(3, (1.0, 1.0, 1.0), (10, 12, 9))
+    for case in fingerprint.cases:
+        case.orientation = code
+    fingerprint.save(folder / "fingerprint.json")
+    return folder
+
+
+def test_an_image_in_another_orientation_is_predicted_as_stored_with_a_warning(results: Path, caplog) -> None:
+    folder = with_training_orientation(a_model(results), "LPS")
+    predictor = Predictor.from_model_folder(folder, device="cpu", tta=False)
+    image = blob_image()
+    rotated = Geometry((1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (0, 0, -1, 1, 0, 0, 0, -1, 0))  # code "PIR"
+    result = predictor.predict_case(image, rotated, case_name="caseA")
+    assert len(result.warnings) == 1
+    assert "'caseA' is stored in orientation PIR" in result.warnings[0] and "--reorient" in result.warnings[0]
+    assert "--reorient" in caplog.text
+    plain = predictor.predict_case(image, geometry())
+    assert plain.warnings == []
+    np.testing.assert_array_equal(result.probabilities, plain.probabilities)
+
+
+def test_reorient_predicts_in_the_training_orientation_and_turns_the_result_back(results: Path) -> None:
+    folder = with_training_orientation(a_model(results), "LPS")
+    image = blob_image()
+    rotated = Geometry((1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (0, 0, -1, 1, 0, 0, 0, -1, 0))
+    turned = Predictor.from_model_folder(folder, device="cpu", tta=False, reorient=True)
+    result = turned.predict_case(image, rotated, uncertainty="entropy")
+    assert result.warnings == [] and result.segmentation.shape == image.shape[1:]
+    assert result.segmentation.flags.c_contiguous and result.uncertainty.shape == image.shape[1:]
+    # reference: reorient by hand, predict the LPS array, turn the result back
+    reorientation = Reorientation.between("PIR", "LPS")
+    reference = turned.predict_case(reorientation.apply(image), reorientation.geometry(rotated, image.shape),
+                                    uncertainty="entropy")  # fmt: skip
+    np.testing.assert_array_equal(result.segmentation, reorientation.invert(reference.segmentation))
+    np.testing.assert_allclose(result.probabilities, reorientation.invert(reference.probabilities), atol=1e-6)
+    np.testing.assert_allclose(result.uncertainty, reorientation.invert(reference.uncertainty), atol=1e-6)
+    as_stored = Predictor.from_model_folder(folder, device="cpu", tta=False).predict_case(image, rotated)
+    assert not np.allclose(result.probabilities, as_stored.probabilities, atol=1e-3)
+
+
+def test_no_orientation_check_without_a_recorded_training_orientation_or_for_2d(results: Path) -> None:
+    rotated = Geometry((1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (0, 0, -1, 1, 0, 0, 0, -1, 0))
+    unknown = Predictor.from_model_folder(a_model(results), device="cpu", tta=False)
+    assert unknown.training_orientation is None
+    assert unknown.predict_case(blob_image(), rotated).warnings == []
+    mixed = with_training_orientation(a_model(results), None)
+    assert Predictor.from_model_folder(mixed, device="cpu").training_orientation is None
+    folder_2d = with_training_orientation(a_model(results / "2d", "2d_image"), "LPS")
+    flipped_2d = Geometry((999.0, 1.0, 1.0), (0.0, 0.0, 0.0), (-1, 0, 0, 0, -1, 0, 0, 0, 1), image_dim=2)
+    predictor_2d = Predictor.from_model_folder(folder_2d, device="cpu", tta=False)
+    assert predictor_2d.predict_case(blob_image((1, 13, 11)), flipped_2d).warnings == []

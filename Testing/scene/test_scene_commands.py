@@ -54,3 +54,6 @@ def test_predict_options_reach_the_engine_as_given():
     parsed = build_parser().parse_args(COMMAND_LINES["predict"])
     assert (parsed.input, parsed.output, parsed.model_folder, parsed.folds) == ("/in", "/out", "/m", ["0", "1"])
     assert parsed.no_tta and parsed.save_probabilities and parsed.save_uncertainty == "entropy"
+    assert parsed.reorient  # on by default from Slicer
+    plain = commands.predict(Path("/ws"), Path("/in"), Path("/out"), Path("/m"), ["0"], reorient=False)
+    assert not build_parser().parse_args(plain).reorient
