@@ -1,4 +1,4 @@
-"""Static checks of the module's .ui against AutoSegNet.py (no Qt needed).
+"""Static checks of the module's .ui against AutoSegNet.py and its panel (no Qt needed).
 
 - every ``self.ui.<name>`` the code uses exists in the .ui, and every button in the .ui is used;
 - every widget class is a Qt, CTK or Slicer class, custom ones declared with their header;
@@ -19,6 +19,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODULE = REPO_ROOT / "AutoSegNet" / "AutoSegNet.py"
+PANEL = REPO_ROOT / "AutoSegNet" / "AutoSegNetPanelLib" / "panel.py"
 UI = REPO_ROOT / "AutoSegNet" / "Resources" / "UI" / "AutoSegNet.ui"
 WIDGET_CLASS = re.compile(r"^(Q[A-Z]\w*|ctk[A-Z]\w*|qMRML[A-Z]\w*|qSlicer[A-Z]\w*)$")
 MRML_WIDGETS = {"qMRMLNodeComboBox", "qMRMLCheckableNodeComboBox", "qMRMLSubjectHierarchyTreeView",
@@ -53,10 +54,12 @@ def widget_property(widget: ET.Element, name: str) -> ET.Element | None:
 
 
 def ui_names_used_in_code() -> set[str]:
-    tree = ast.parse(MODULE.read_text())
-    return {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
-            and isinstance(node.value, ast.Attribute) and node.value.attr == "ui"
-            and isinstance(node.value.value, ast.Name) and node.value.value.id == "self"}
+    names = set()
+    for path in (MODULE, PANEL):
+        names |= {node.attr for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Attribute)
+                  and isinstance(node.value, ast.Attribute) and node.value.attr == "ui"
+                  and isinstance(node.value.value, ast.Name) and node.value.value.id == "self"}
+    return names
 
 
 def parameter_fields() -> dict[str, str]:

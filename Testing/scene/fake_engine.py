@@ -4,8 +4,11 @@ Modes:
   epochs N DELAY [STATUS_FILE]  N epoch events DELAY s apart, then done (latest event also in STATUS_FILE)
   tree PID_FILE                 starts a child that starts a grandchild; writes "child grandchild" PIDs; sleeps
   child PID_FILE                (used by tree) starts the grandchild and writes both PIDs
-  graceful                      runs until SIGINT, then reports a clean stop and exits 0
-  stubborn                      ignores SIGINT
+  graceful                      runs until the stop file ``./stop`` appears (the job folder is the working
+                                directory), then reports a clean stop and exits 0
+  stubborn                      ignores the stop file, SIGINT and SIGTERM
+  launcher MODE ARGS...         runs ``fake_engine.py MODE ARGS`` as its child and waits for it, forwarding no
+                                signal (as Slicer's ``PythonSlicer`` launcher does); exits with the child's code
   fail                          writes to stderr and reports an error, exit status 2
 """
 
@@ -56,18 +59,18 @@ def main(mode, *args):
     elif mode == "child":
         child(args[0])
     elif mode == "graceful":
-        def stop(signum, frame):
-            emit("done", status="stopped", epoch=3)
-            sys.exit(0)
-
-        signal.signal(signal.SIGINT, stop)
         emit("stage", stage="train")
-        while True:
+        while not os.path.exists("stop"):
             time.sleep(0.05)
+        emit("done", status="stopped", epoch=3)
+        sys.exit(0)
     elif mode == "stubborn":
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
         emit("stage", stage="train")
         time.sleep(120)
+    elif mode == "launcher":
+        sys.exit(subprocess.call([sys.executable, __file__, *args]))
     elif mode == "fail":
         sys.stderr.write("Traceback: boom\n")
         emit("error", message="the dataset has no labels")

@@ -12,15 +12,9 @@ import psutil
 import pytest
 from AutoSegNetSceneLib import commands
 from AutoSegNetSceneLib.export import export_training_set
-from AutoSegNetSceneLib.jobs import (
-    EngineJob,
-    JobChain,
-    JobState,
-    JobStep,
-    find_jobs,
-    find_status_files,
-    progress_fraction,
-)
+from AutoSegNetSceneLib.job_chain import JobChain, JobStep
+from AutoSegNetSceneLib.job_state import JobState, progress_fraction
+from AutoSegNetSceneLib.jobs import EngineJob, find_jobs, find_status_files
 from AutoSegNetSceneLib.settings import DatasetSettings
 from AutoSegNetSceneLib.synthetic import add_synthetic_case
 
@@ -74,11 +68,13 @@ def test_kill_ends_the_whole_process_tree(tmp_path):
     job = fake(tmp_path, "tree", pid_file)
     wait_for(pid_file.exists)
     child, grandchild = (psutil.Process(int(p)) for p in pid_file.read_text().split())
+    started = time.perf_counter()
     job.kill()
+    assert time.perf_counter() - started < 0.2, "kill must not wait (it runs on Slicer's GUI thread)"
+    poll_until(job, lambda state: not job.running)
     psutil.wait_procs([child, grandchild], timeout=10)
     assert not child.is_running() and not grandchild.is_running()
-    job.poll()
-    assert job.state.status == "stopped" and not job.running
+    assert job.state.status == "stopped"
 
 
 def test_stop_lets_the_engine_finish_cleanly(tmp_path):
@@ -87,6 +83,37 @@ def test_stop_lets_the_engine_finish_cleanly(tmp_path):
     job.stop(grace_s=20)
     state = job.wait(timeout=20)
     assert (state.status, state.return_code, state.last_event["status"]) == ("stopped", 0, "stopped")
+    assert (job.folder / "stop").is_file()
+
+
+def test_stop_reaches_an_engine_behind_a_launcher_that_forwards_no_signals(tmp_path):
+    """PythonSlicer starts python-real as its child and forwards no signal: the stop file still reaches it."""
+    job = fake(tmp_path, "launcher", "graceful")
+    poll_until(job, lambda state: state.stage == "train")
+    launcher = psutil.Process(job.pid)
+    [engine] = launcher.children()
+    started = time.perf_counter()
+    job.stop(grace_s=30)
+    assert time.perf_counter() - started < 0.2
+    state = job.wait(timeout=20)
+    assert (state.status, state.return_code, state.last_event["status"]) == ("stopped", 0, "stopped")
+    assert not engine.is_running() or engine.status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_stubborn_engine_behind_a_launcher_is_killed_with_its_launcher_without_blocking(tmp_path):
+    job = fake(tmp_path, "launcher", "stubborn")
+    poll_until(job, lambda state: state.stage == "train")
+    [engine] = psutil.Process(job.pid).children()
+    job.stop(grace_s=0.3)
+    longest = 0.0
+    while job.running:
+        started = time.perf_counter()
+        job.poll()
+        longest = max(longest, time.perf_counter() - started)
+        time.sleep(0.05)
+    assert job.state.status == "stopped" and longest < 0.2
+    psutil.wait_procs([engine], timeout=5)
+    assert not engine.is_running() or engine.status() == psutil.STATUS_ZOMBIE
 
 
 def test_an_engine_ignoring_stop_is_killed_after_the_grace_period(tmp_path):

@@ -1,0 +1,198 @@
+"""The module panel's Qt side: button handlers, the case and model views, and the 0.5 s timer.
+
+Every handler returns at once: long work runs as engine jobs that :meth:`Panel.onTimer` follows through
+``Workflow.poll`` (which never waits). The panel holds no state of the loop itself; that is the
+:class:`~AutoSegNetSceneLib.workflow.Workflow` of the module logic. Needs PythonQt (Slicer's application).
+"""
+
+import logging
+
+import qt
+import slicer
+from slicer.i18n import tr as _
+
+log = logging.getLogger(__name__)
+
+
+class Panel:
+    """Wires the widgets of ``AutoSegNet.ui`` (``ui``: ``slicer.util.childWidgetVariables``) to the workflow."""
+
+    def __init__(self, ui, logic, parameterNode) -> None:
+        self.ui = ui
+        self.logic = logic
+        self._parameterNode = parameterNode  # a function: the widget replaces the node on scene close
+        self._models = []
+        handlers = [
+            (self.ui.installButton, self.onInstall), (self.ui.addCaseButton, self.onAddCase),
+            (self.ui.removeCaseButton, self.onRemoveCase), (self.ui.renameLabelButton, self.onRenameLabel),
+            (self.ui.exportButton, self.onExport), (self.ui.trainButton, self.onTrain),
+            (self.ui.stopButton, self.onStop), (self.ui.resumeButton, self.onResume),
+            (self.ui.retrainButton, self.onRetrain), (self.ui.segmentButton, self.onSegment),
+            (self.ui.stopSegmentButton, self.onStopSegment), (self.ui.addCorrectedButton, self.onAddCorrected),
+            (self.ui.refreshModelsButton, self.refreshModels), (self.ui.installModelButton, self.onInstallModel),
+            (self.ui.showChartButton, self.onShowChart),
+        ]
+        for button, handler in handlers:
+            button.connect("clicked(bool)", lambda _checked=False, h=handler: self._guarded(h))
+        self.timer = qt.QTimer()
+        self.timer.setInterval(500)
+        self.timer.connect("timeout()", self.onTimer)
+
+    @property
+    def parameters(self):
+        return self._parameterNode()
+
+    @property
+    def workflow(self):
+        return self.logic.workflow
+
+    def start(self) -> None:
+        """Re-attach to jobs left running (e.g. before a restart), then follow jobs every 0.5 s."""
+        self._reattach()
+        self.refreshModels()
+        self.timer.start()
+
+    def stop(self) -> None:
+        self.timer.stop()
+
+    def _guarded(self, handler) -> None:
+        with slicer.util.tryWithErrorDisplay(_("AutoSegNet: the action failed."), waitCursor=True):
+            handler()
+
+    # ----- actions ----------------------------------------------------------------------------------------
+    def onInstall(self) -> None:
+        self.workflow.install_dependencies(confirm=slicer.util.confirmOkCancelDisplay)
+        self.ui.dependencyLabel.text = self.workflow.dependency_report()
+
+    @staticmethod
+    def _channels(volumeSelector, extraSelector) -> list:
+        """The selected volume (first channel) and the ticked extra channels, in the list's order."""
+        if volumeSelector.currentNode() is None:
+            raise ValueError(_("Select a volume first."))
+        return [volumeSelector.currentNode(), *extraSelector.checkedNodes()]
+
+    @staticmethod
+    def _clearTicks(extraSelector) -> None:
+        for node in extraSelector.checkedNodes():
+            extraSelector.setCheckState(node, qt.Qt.Unchecked)
+
+    def onAddCase(self) -> None:
+        channels = self._channels(self.ui.caseVolumeSelector, self.ui.caseExtraChannelsSelector)
+        self.workflow.training_set().add_case(channels, self.ui.caseLabelsSelector.currentNode())
+        self._clearTicks(self.ui.caseExtraChannelsSelector)  # the next case has its own extra channels
+        self.refreshCases()
+
+    def onAddCorrected(self) -> None:
+        channels = self._channels(self.ui.segmentVolumeSelector, self.ui.segmentExtraChannelsSelector)
+        self.workflow.training_set().add_case(channels, self.ui.resultSegmentationSelector.currentNode(), True)
+        self._clearTicks(self.ui.segmentExtraChannelsSelector)
+        self.refreshCases()
+
+    def onRemoveCase(self) -> None:
+        cases = self.workflow.training_set().cases()
+        row = self.ui.casesTable.currentRow()
+        if 0 <= row < len(cases):
+            self.workflow.training_set().remove_case(cases[row].volume)
+        self.refreshCases()
+
+    def onRenameLabel(self) -> None:
+        self.workflow.training_set().rename_label(self.ui.labelsComboBox.currentText, self.ui.newLabelNameEdit.text)
+        self.refreshCases()
+
+    def onExport(self) -> None:
+        dataset = self.logic.datasetSettings(self.parameters)
+        report = self.workflow.export(dataset)
+        self.ui.exportReportText.plainText = report.summary() + "\n" + _("Checking the dataset (verify)...")
+        self.workflow.start_verify(dataset)
+        self.refreshCases()
+
+    def onTrain(self, resume: bool = False) -> None:
+        p = self.parameters
+        self.workflow.start_training(self.logic.datasetSettings(p), self.logic.trainingSettings(p), resume=resume)
+
+    def onResume(self) -> None:
+        self.onTrain(resume=True)
+
+    def onStop(self) -> None:
+        self.workflow.stop("train")
+        self.workflow.stop("verify")
+
+    def onStopSegment(self) -> None:
+        self.workflow.stop("segment")
+        self.workflow.stop("install")
+
+    def onRetrain(self) -> None:
+        p = self.parameters
+        training = self.logic.trainingSettings(p, epochs=p.retrainEpochs)
+        self.workflow.start_retraining(self.logic.datasetSettings(p), training, self._selectedModel())
+
+    def onSegment(self) -> None:
+        p = self.parameters
+        channels = self._channels(self.ui.segmentVolumeSelector, self.ui.segmentExtraChannelsSelector)
+        self.workflow.start_segmentation(p.workspace, channels, self._selectedModel(), p.fastPreview,
+                                         p.saveUncertainty, p.device)
+
+    def onInstallModel(self) -> None:
+        self.workflow.start_model_install(self.parameters.workspace, self.parameters.modelZip)
+
+    def onShowChart(self) -> None:
+        chart = self.workflow.update_chart(open_chart=True)
+        slicer.modules.plots.logic().ShowChartInLayout(chart)
+
+    def _selectedModel(self):
+        index = self.ui.modelComboBox.currentIndex
+        if not 0 <= index < len(self._models):
+            raise ValueError(_("Choose a model first (train one, or install one from a zip)."))
+        return self._models[index]
+
+    def _reattach(self) -> None:
+        try:
+            jobs = self.workflow.reattach(self.logic.datasetSettings(self.parameters))
+        except Exception as exc:  # e.g. no workspace chosen yet: nothing to re-attach to
+            log.info("No jobs to re-attach to: %s", exc)
+            return
+        if jobs:
+            self.ui.trainingStatusLabel.text = _("Re-attached to {n} job(s).").format(n=len(jobs))
+
+    # ----- views ------------------------------------------------------------------------------------------
+    def refreshCases(self) -> None:
+        trainingSet = self.workflow.training_set()
+        cases = trainingSet.cases()
+        self.ui.casesTable.setRowCount(len(cases))
+        for row, case in enumerate(cases):
+            cells = [case.name, case.volume.GetName(), case.label_node.GetName(), ", ".join(case.segment_names),
+                     case.status]
+            for column, text in enumerate(cells):
+                self.ui.casesTable.setItem(row, column, qt.QTableWidgetItem(text))
+        labels = trainingSet.labels
+        self.ui.labelsComboBox.clear()
+        for name in labels.names():
+            self.ui.labelsComboBox.addItem(name)
+        self.ui.labelsLabel.text = ", ".join(f"{n} = {v}" for n, v in labels.as_dict().items()) or _("none yet")
+
+    def refreshModels(self) -> None:
+        if self.parameters is not None:
+            self._models = self.workflow.models(self.parameters.workspace)
+            self.ui.modelComboBox.clear()
+            for model in self._models:
+                self.ui.modelComboBox.addItem(model.display_name())
+            self.ui.modelComboBox.currentIndex = len(self._models) - 1
+
+    def onTimer(self) -> None:
+        finished = self.workflow.poll()
+        for kind, label, bar in (("train", self.ui.trainingStatusLabel, self.ui.trainingProgressBar),
+                                 ("segment", self.ui.segmentStatusLabel, self.ui.segmentProgressBar)):
+            job = self.workflow.jobs.get(kind)
+            if job is not None:
+                label.text = job.state.describe()
+                bar.value = int(100 * (job.state.fraction or 0))
+        self.workflow.update_chart()
+        verify = self.workflow.jobs.get("verify")
+        if verify is not None and verify in finished:
+            self.ui.exportReportText.appendPlainText(self.workflow.verify_summary(verify))
+        newResult = self.workflow.take_new_segmentation()
+        if newResult is not None:
+            self.ui.resultSegmentationSelector.setCurrentNode(newResult)
+        if finished:
+            self.refreshModels()
+            self.refreshCases()

@@ -1,0 +1,279 @@
+"""The annotate-correct-retrain loop as one plain object: background jobs, model versions, re-attach.
+
+:class:`Workflow` is what the module's widget (and a script, a notebook, the self-test) drives. It starts
+engine jobs (verify, train = export + plan/preprocess + train, segment, install a model), follows them in
+:meth:`poll` — the function the widget's 0.5 s timer calls, which never waits — and brings finished results
+into the scene. Nothing here touches Qt.
+
+Scene lifetime: a prediction is imported only into the scene it was started from; when the scene is closed
+(``StartCloseEvent``), the jobs keep running but their results are not imported (the files stay on disk).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import slicer
+
+from AutoSegNetSceneLib import commands, install, models, segment
+from AutoSegNetSceneLib.cases import TrainingSet
+from AutoSegNetSceneLib.job_chain import JobChain, JobStep
+from AutoSegNetSceneLib.jobs import EngineJob, find_jobs, find_status_files
+from AutoSegNetSceneLib.settings import DatasetSettings, TrainingSettings
+
+log = logging.getLogger(__name__)
+
+KINDS = ("verify", "train", "segment", "install")
+
+
+class Workflow:
+    """Background jobs by kind (``verify``, ``train``, ``segment``, ``install``) over one MRML scene."""
+
+    def __init__(self, scene: slicer.vtkMRMLScene, requirements: Path | None = None) -> None:
+        self.scene = scene
+        self.requirements = requirements
+        self.jobs: dict[str, EngineJob | JobChain] = {}
+        self.chart_open = False
+        self.last_segmentation = None
+        self.last_uncertainty = None
+        self._new_segmentation = None
+        self._scene_epoch = 0
+        self._close_tag = scene.AddObserver(scene.StartCloseEvent, self._on_scene_closing)
+
+    def close(self) -> None:
+        """Stop observing the scene (the jobs keep running)."""
+        self.scene.RemoveObserver(self._close_tag)
+
+    # ----- training set --------------------------------------------------------------------------------
+    def training_set(self) -> TrainingSet:
+        return TrainingSet(self.scene)
+
+    def export(self, dataset: DatasetSettings):
+        from AutoSegNetSceneLib.export import export_training_set
+
+        return export_training_set(self.training_set(), dataset)
+
+    # ----- starting jobs -----------------------------------------------------------------------------------
+    def start_verify(self, dataset: DatasetSettings) -> EngineJob:
+        report = dataset.workspace_root / "jobs" / f"verify-{dataset.folder_name}.json"
+        report.unlink(missing_ok=True)
+        job = EngineJob.start(commands.verify(dataset, report), dataset.workspace_root / "jobs", "verify",
+                              meta={"report": str(report)})
+        return self._keep("verify", job)
+
+    def resolve_configuration(self, configuration: str) -> str:
+        """``auto``: 2d when a training volume has a single slice, else 3d_fullres."""
+        if configuration != "auto":
+            return configuration
+        from AutoSegNetSceneLib.volumes import dimensions_zyx
+
+        flat = any(dimensions_zyx(case.volume)[0] == 1 for case in self.training_set().cases())
+        return "2d" if flat else "3d_fullres"
+
+    def start_training(self, dataset: DatasetSettings, training: TrainingSettings, resume: bool = False,
+                       pretrained: Path | None = None) -> JobChain:
+        """Export, plan and preprocess (only preprocess when fine-tuning), then train; in the background."""
+        self.check_dependencies()
+        self._refuse_if_running("train")
+        configuration = self.resolve_configuration(training.configuration)
+        steps = []
+        if not resume:
+            self.export(dataset)
+            prepare = commands.preprocess if pretrained else commands.plan_and_preprocess
+            steps.append(JobStep("preprocess", prepare(dataset, configuration)))
+        steps.append(JobStep("train", commands.train(dataset, training, configuration, resume, pretrained)))
+        meta = {"dataset": dataset.folder_name, "configuration": configuration, "fold": training.fold,
+                "workspace": str(dataset.workspace_root), "pretrained": str(pretrained) if pretrained else None}
+        chain = JobChain(steps, dataset.workspace_root / "jobs", "train", meta=meta).start()
+        chain.on_finished.append(lambda job: _snapshot_if_finished(job, meta))
+        return self._keep("train", chain)
+
+    def start_retraining(self, dataset: DatasetSettings, training: TrainingSettings,
+                         from_model: models.ModelInfo) -> JobChain:
+        """Fine-tune from ``from_model`` (e.g. the latest version) with the current cases."""
+        configuration = from_model.configuration
+        fold = training.fold if training.fold in from_model.folds else from_model.folds[0]
+        working = models.working_model_folder(dataset.workspace.results / dataset.folder_name, configuration)
+        if working is not None:
+            models.prepare_for_finetuning(working, fold, dataset.workspace_root / "versions", dataset.folder_name,
+                                          configuration)
+        training = replace(training, configuration=configuration, fold=fold)
+        pretrained = from_model.folder / f"fold_{fold}" / models.CHECKPOINT
+        return self.start_training(dataset, training, pretrained=pretrained)
+
+    def start_segmentation(self, workspace_root: Path, channel_volumes: list, model: models.ModelInfo,
+                           fast_preview: bool = True, save_uncertainty: bool = False, device: str = "auto",
+                           output_node=None) -> EngineJob:
+        """Predict ``channel_volumes`` with ``model`` in the background; the result lands in a segmentation node."""
+        self.check_dependencies()
+        self._refuse_if_running("segment")
+        if len(channel_volumes) != len(model.channel_names):
+            raise ValueError(f"The model takes {len(model.channel_names)} channel(s) "
+                             f"({', '.join(model.channel_names)}); select one volume per channel.")
+        jobs_root = Path(workspace_root) / "jobs"
+        jobs_root.mkdir(parents=True, exist_ok=True)
+        folders = segment.PredictionFolders(Path(tempfile.mkdtemp(prefix="prediction-", dir=jobs_root)))
+        segment.write_prediction_input(channel_volumes, folders)
+        folds = model.folds[:1] if fast_preview else model.folds
+        args = commands.predict(workspace_root, folders.input, folders.output, model.folder, folds,
+                                tta=not fast_preview, save_uncertainty=save_uncertainty, device=device)
+        meta = {"model": str(model.folder), "prediction": str(folders.root), "volume": channel_volumes[0].GetID(),
+                "output": output_node.GetID() if output_node is not None else None}
+        job = EngineJob.start(args, jobs_root, "segment", meta=meta)
+        self._follow_segmentation(job)
+        return self._keep("segment", job)
+
+    def start_model_install(self, workspace_root: Path, zip_file: Path) -> EngineJob:
+        if not Path(zip_file).is_file():
+            raise ValueError(f"Choose the model zip file to install (it was not found: {zip_file}).")
+        job = EngineJob.start(commands.install_model(workspace_root, zip_file), Path(workspace_root) / "jobs",
+                              "install")
+        return self._keep("install", job)
+
+    # ----- following -------------------------------------------------------------------------------------
+    def poll(self) -> list:
+        """Advance every job (the widget's timer calls this); returns those that finished during this call."""
+        finished = []
+        for job in list(self.jobs.values()):
+            if job.running:
+                try:
+                    job.poll()
+                except Exception:  # a failing callback must not break the timer that polls every job
+                    log.exception("Error while following a %s job", getattr(job, "kind", ""))
+                if not job.running:
+                    finished.append(job)
+        return finished
+
+    def take_new_segmentation(self):
+        """The segmentation node a segment job imported since the last call (else None), to select it once."""
+        node, self._new_segmentation = self._new_segmentation, None
+        return node
+
+    def stop(self, kind: str = "train") -> None:
+        """Ask the ``kind`` job to stop cleanly (a training saves ``checkpoint_latest``); returns at once."""
+        job = self.jobs.get(kind)
+        if job is not None and job.running:
+            job.stop()
+
+    def running(self, kind: str) -> bool:
+        job = self.jobs.get(kind)
+        return job is not None and job.running
+
+    def reattach(self, dataset: DatasetSettings) -> list:
+        """After a restart: follow this workspace's running jobs, import predictions that finished meanwhile,
+        and follow trainings of the dataset started elsewhere (through their fold's ``status.json``)."""
+        found = []
+        for job in find_jobs(dataset.workspace_root / "jobs", running_only=False):
+            if job.kind == "segment" and Path(job.meta.get("prediction") or "/nonexistent").is_dir():
+                self._follow_segmentation(job)
+                if not job.running:
+                    self._import_segmentation(job)
+            elif not job.running or job.kind in self.jobs:
+                continue
+            elif job.kind == "train" and job.meta.get("step") == "train":
+                job.on_finished.append(lambda j: _snapshot_if_finished(j, j.meta))
+            self.jobs.setdefault(job.kind, job)
+            found.append(job)
+        if "train" not in self.jobs:
+            for status in find_status_files(dataset.workspace.results / dataset.folder_name)[:1]:
+                found.append(self._keep("train", EngineJob.from_status_file(status)))
+        return found
+
+    def update_chart(self, open_chart: bool = False):
+        """Refresh the loss/Dice chart; creates its nodes only once the user opened it (``open_chart``)."""
+        from AutoSegNetSceneLib.curves import update_training_chart
+
+        self.chart_open = self.chart_open or open_chart
+        if not self.chart_open:
+            return None
+        job = self.jobs.get("train")
+        history = job.state.history if job is not None else []
+        names = {v: n for n, v in self.training_set().labels.as_dict().items()}
+        return update_training_chart(self.scene, history, names)
+
+    @staticmethod
+    def models(workspace_root: Path) -> list[models.ModelInfo]:
+        """Trained, versioned and installed models of a workspace (oldest first)."""
+        return models.find_models(Path(workspace_root))
+
+    def dependency_report(self) -> str:
+        return install.dependency_report(self.requirements)
+
+    def install_dependencies(self, confirm) -> bool:
+        """Install what is missing after ``confirm(text)`` returned True; True when all is installed."""
+        return install.install_dependencies(self.requirements, confirm)
+
+    @staticmethod
+    def verify_summary(job: EngineJob) -> str:
+        """The verify job's findings in a few lines, for the export report box."""
+        from AutoSegNetSceneLib.export import verify_summary
+
+        return verify_summary(Path(job.meta["report"]), job.state.status, job.state.message or job.log_tail(5))
+
+    def check_dependencies(self) -> None:
+        """Raise with what to do when the engine's packages are not installed (before starting a job)."""
+        if self.requirements is None:
+            return
+        missing = install.missing_requirements(["torch", *install.read_requirements(self.requirements)])
+        if missing:
+            raise RuntimeError(f"AutoSegNet needs these Python packages, which are not installed: "
+                               f"{', '.join(missing)}. Open the Setup section and click 'Install dependencies'.")
+
+    # ----- internals -----------------------------------------------------------------------------------
+    def _keep(self, kind: str, job):
+        self.jobs[kind] = job
+        return job
+
+    def _refuse_if_running(self, kind: str) -> None:
+        if self.running(kind):
+            raise RuntimeError(f"A {kind} job is still running; stop it or wait for it to finish.")
+
+    def _follow_segmentation(self, job: EngineJob) -> None:
+        epoch = self._scene_epoch
+        job.on_finished.append(lambda j: self._import_segmentation(j) if epoch == self._scene_epoch
+                               else _not_imported(j, "the scene was closed before the prediction finished"))
+
+    def _import_segmentation(self, job: EngineJob) -> None:
+        if job.state.status != "finished":
+            return
+        folders = segment.PredictionFolders(Path(job.meta["prediction"]))
+        volume = self.scene.GetNodeByID(job.meta.get("volume") or "")
+        if volume is None:
+            _not_imported(job, "its volume is no longer in the scene")
+            return
+        output = self.scene.GetNodeByID(job.meta["output"]) if job.meta.get("output") else None
+        model = models.read_model(Path(job.meta["model"]))
+        try:
+            result = segment.import_prediction_output(self.scene, folders, volume, model.labels,
+                                                      segmentation_node=output)
+        except Exception as exc:  # reported through the job, like an engine failure
+            job.state.status, job.state.message = "failed", str(exc)
+            return
+        self.last_segmentation, self.last_uncertainty = result["segmentation"], result["uncertainty"]
+        self._new_segmentation = self.last_segmentation
+        shutil.rmtree(folders.root, ignore_errors=True)
+
+    def _on_scene_closing(self, caller, event) -> None:
+        self._scene_epoch += 1
+        self.last_segmentation = self.last_uncertainty = self._new_segmentation = None
+
+
+def _not_imported(job: EngineJob, why: str) -> None:
+    if job.state.status == "finished":
+        job.state.message = f"not imported: {why} (the prediction is in {job.meta.get('prediction')})"
+    log.warning("Prediction of job %s %s", job.folder.name, job.state.message)
+
+
+def _snapshot_if_finished(job, meta: dict) -> None:
+    """After a finished training: copy the working model into the next version folder."""
+    if job.state.status != "finished":
+        return
+    root = Path(meta["workspace"])
+    working = models.working_model_folder(root / "results" / meta["dataset"], meta["configuration"])
+    if working is not None:
+        models.snapshot_version(working, root / "versions", meta["dataset"], meta["configuration"],
+                                based_on=meta.get("pretrained"))

@@ -1,0 +1,163 @@
+"""The module panel's handlers and timer callback, driven click by click over the real workflow and scene.
+
+The widgets of ``AutoSegNet.ui`` need PythonQt, which exists only inside Slicer, so each is stood in for by a
+:class:`RecordingWidget` that accepts only the names the ``.ui`` defines, remembers connected handlers (so a
+test can click) and records what the panel wrote. Everything behind the widgets is real: Slicer's
+``slicer.util`` (``tryWithErrorDisplay``), the parameter node wrapper, MRML and the workflow's jobs.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import types
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from AutoSegNetSceneLib.jobs import EngineJob
+from AutoSegNetSceneLib.synthetic import add_synthetic_case
+
+from Testing.scene import slicer_layer
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+UI_CLASSES = {w.get("name"): w.get("class")
+              for w in ET.parse(REPO_ROOT / "AutoSegNet/Resources/UI/AutoSegNet.ui").iter("widget")}
+UI_NAMES = set(UI_CLASSES)
+FAKE = str(Path(__file__).with_name("fake_engine.py"))
+
+
+class RecordingWidget:
+    """A Qt widget stand-in: any method call is recorded and returns what :meth:`returns` configured."""
+
+    def __init__(self, name: str) -> None:
+        self.__dict__.update(_name=name, _handlers={}, _returns={}, calls=[])
+
+    def connect(self, signal: str, handler) -> None:
+        self._handlers[signal] = handler
+
+    def click(self) -> None:
+        self._handlers["clicked(bool)"](False)
+
+    def returns(self, method: str, value) -> RecordingWidget:
+        self._returns[method] = value
+        return self
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+
+        def method(*args):
+            self.calls.append((name, args))
+            result = self._returns.get(name)
+            return result(*args) if callable(result) else result
+
+        return method
+
+
+class RecordingUi:
+    """``slicer.util.childWidgetVariables(uiWidget)``: only names that the .ui defines."""
+
+    def __getattr__(self, name: str) -> RecordingWidget:
+        if name not in UI_NAMES:
+            raise AttributeError(f"AutoSegNet.ui has no widget named {name!r}")
+        widget = RecordingWidget(name)
+        setattr(self, name, widget)
+        return widget
+
+
+class FakeQt(types.ModuleType):
+    """The few Qt classes the panel builds itself."""
+
+    class QTimer(RecordingWidget):
+        def __init__(self) -> None:
+            super().__init__("timer")
+
+    class QTableWidgetItem:
+        def __init__(self, text: str) -> None:
+            self.text = text
+
+    Qt = types.SimpleNamespace(Unchecked=0, Checked=2)
+
+
+@pytest.fixture
+def panel(a_scene, a_workspace, monkeypatch):
+    module = slicer_layer.load_module()
+    import AutoSegNetPanelLib.panel as panel_module
+
+    monkeypatch.setattr(panel_module, "qt", FakeQt("qt"))
+    logic = module.AutoSegNetLogic()
+    parameters = logic.getParameterNode()
+    parameters.workspace = a_workspace
+    panel = panel_module.Panel(RecordingUi(), logic, lambda: parameters)
+    panel.ui.modelComboBox.currentIndex = -1
+    panel.start()
+    yield panel
+    for job in logic.workflow.jobs.values():
+        if job.running:
+            job.kill()
+            job.wait(timeout=20)
+
+
+def test_every_button_is_connected_and_the_timer_runs_every_half_second(panel):
+    buttons = {n for n, cls in UI_CLASSES.items() if cls == "QPushButton"}
+    connected = {n for n in buttons if "clicked(bool)" in getattr(panel.ui, n)._handlers}
+    assert connected == buttons and "stopSegmentButton" in connected
+    assert ("setInterval", (500,)) in panel.timer.calls and ("start", ()) in panel.timer.calls
+
+
+def test_adding_a_case_fills_the_table_and_clears_the_extra_channel_ticks(panel, a_scene):
+    volume, segmentation, _ = add_synthetic_case(a_scene, "patient", seed=1)
+    extra, _, _ = add_synthetic_case(a_scene, "patient T2", seed=2)
+    panel.ui.caseVolumeSelector.returns("currentNode", volume)
+    panel.ui.caseLabelsSelector.returns("currentNode", segmentation)
+    panel.ui.caseExtraChannelsSelector.returns("checkedNodes", [])
+    panel.ui.addCaseButton.click()
+    rows = [c for c in panel.ui.casesTable.calls if c[0] == "setItem"]
+    assert [args[2].text for _, args in rows] == ["case_0001", "patient", "patient segmentation", "ball, box", "new"]
+
+    panel.ui.caseExtraChannelsSelector.returns("checkedNodes", [extra])
+    second, labels2, _ = add_synthetic_case(a_scene, "patient 2", seed=3)
+    panel.ui.caseVolumeSelector.returns("currentNode", second)
+    panel.ui.caseLabelsSelector.returns("currentNode", labels2)
+    panel.ui.addCaseButton.click()
+    assert ("setCheckState", (extra, FakeQt.Qt.Unchecked)) in panel.ui.caseExtraChannelsSelector.calls
+
+
+def test_a_failing_action_raises_its_message_through_slicers_error_display(panel, a_scene):
+    panel.ui.segmentExtraChannelsSelector.returns("checkedNodes", [])
+    with pytest.raises(ValueError, match="Select a volume first"):
+        panel.ui.segmentButton.click()
+    volume, _, _ = add_synthetic_case(a_scene, "target")
+    panel.ui.segmentVolumeSelector.returns("currentNode", volume)
+    with pytest.raises(ValueError, match="Choose a model first"):
+        panel.ui.segmentButton.click()
+
+
+def test_the_timer_shows_progress_and_a_finished_verify_leaves_the_result_selection_alone(panel, tmp_path):
+    job = EngineJob.start_command([sys.executable, FAKE, "epochs", "2", "0.05"], tmp_path / "jobs", "train")
+    panel.workflow.jobs["train"] = job
+    deadline = time.monotonic() + 30
+    while job.running and time.monotonic() < deadline:
+        panel.onTimer()
+        time.sleep(0.02)
+    panel.onTimer()
+    assert "finished" in panel.ui.trainingStatusLabel.text and panel.ui.trainingProgressBar.value == 100
+    assert not [c for c in panel.ui.resultSegmentationSelector.calls if c[0] == "setCurrentNode"]
+    assert panel.workflow.scene.GetNodesByClass("vtkMRMLPlotChartNode").GetNumberOfItems() == 0
+
+
+def test_stop_asks_the_training_to_stop_and_returns_at_once(panel, tmp_path):
+    job = EngineJob.start_command([sys.executable, FAKE, "graceful"], tmp_path / "jobs", "train")
+    panel.workflow.jobs["train"] = job
+    while job.state.stage != "train":
+        panel.onTimer()
+        time.sleep(0.02)
+    started = time.perf_counter()
+    panel.ui.stopButton.click()
+    assert time.perf_counter() - started < 0.2
+    deadline = time.monotonic() + 20
+    while job.running and time.monotonic() < deadline:
+        panel.onTimer()
+        time.sleep(0.02)
+    assert job.state.status == "stopped"
