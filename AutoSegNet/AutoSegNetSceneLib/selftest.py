@@ -53,15 +53,17 @@ def poll_until(workflow, done, timeout_s: float, what: str) -> None:
 
 
 def check_panel(test) -> None:
-    """Open the module panel, set a parameter through its widget and see it in the parameter node (needs the
-    Slicer application: its widgets are Qt)."""
-    if not hasattr(slicer, "modules") or not hasattr(slicer.util, "mainWindow") or slicer.util.mainWindow() is None:
+    """Open the module panel (selected in the main window when there is one, as a user would), set a parameter
+    through its widget and see it in the parameter node; run the timer callback once. Needs the application."""
+    if not hasattr(slicer, "modules"):
         test.skipTest("the module panel needs the Slicer application (Qt widgets)")
-    slicer.util.selectModule("AutoSegNet")
-    widget = slicer.modules.AutoSegNetWidget
+    if slicer.util.mainWindow() is not None:
+        slicer.util.selectModule("AutoSegNet")
+    widget = slicer.util.getModuleWidget("AutoSegNet")
+    widget.enter()
     widget.ui.epochsSpinBox.value = 7
     test.assertEqual(widget.logic.getParameterNode().epochs, 7)
-    widget.onTimer()  # the timer callback runs with no job at all
+    widget.panel.onTimer()  # the timer callback runs with no job at all
 
 
 def check_training_set_export(test, workflow, workspace: Path) -> None:

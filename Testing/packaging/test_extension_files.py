@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -60,10 +64,106 @@ def test_extension_metadata_is_set_on_a_single_line(variable):
     assert "\n" not in sets[variable][1]
 
 
+def committed_file_of_raw_url(url: str) -> Path:
+    """The file of this repository that a ``https://raw.githubusercontent.com/<owner>/<repo>/<rev>/<path>`` names."""
+    entry = catalog_entry()
+    repository = entry["scm_url"].rstrip("/").removesuffix(".git").split("github.com/", 1)[-1]
+    prefix = f"https://raw.githubusercontent.com/{repository}/{entry['scm_revision']}/"
+    assert url.startswith(prefix) and url.endswith(".png"), f"{url} is not a raw PNG URL under {prefix}"
+    return REPO_ROOT / url.removeprefix(prefix)
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) in pixels from the PNG header."""
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n" and header[12:16] == b"IHDR", f"{path} is not a PNG"
+    return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
+
+
 def test_the_icon_url_is_a_raw_png_of_a_file_in_this_repository():
     [url] = top_level_sets()["EXTENSION_ICONURL"][0]
-    match = re.fullmatch(r"https://raw\.githubusercontent\.com/[^/]+/[^/]+/[^/]+/(.+\.png)", url)
-    assert match and (REPO_ROOT / match.group(1)).is_file()
+    assert png_size(committed_file_of_raw_url(url)) == (128, 128)
+
+
+def test_the_screenshot_urls_name_small_pngs_committed_in_this_repository():
+    urls = top_level_sets()["EXTENSION_SCREENSHOTURLS"][0]
+    assert len(urls) == 1 and " " not in urls[0], "one screenshot URL (space-separated if more are added)"
+    for path in map(committed_file_of_raw_url, urls[0].split()):
+        assert path.is_file(), f"{path} missing: run python Resources/Screenshots/render_screenshot.py"
+        width, height = png_size(path)
+        assert 1000 <= width <= 1600 and 0.5 <= height / width <= 0.75
+        assert path.stat().st_size < 500_000
+
+
+@pytest.mark.slow
+def test_the_screenshot_script_renders_the_screenshot_from_the_shared_ct(shared_data, tmp_path):
+    output = tmp_path / "screenshot.png"
+    script = REPO_ROOT / "Resources" / "Screenshots" / "render_screenshot.py"
+    subprocess.run([sys.executable, str(script), "--data", str(shared_data / "totalseg_examples"), "--output",
+                    str(output)], check=True, capture_output=True, timeout=300)
+    assert png_size(output) == (1200, 700) and output.stat().st_size < 500_000
+
+
+# ----- the oldest supported Slicer ------------------------------------------------------------------------
+def module_minimum_slicer() -> str:
+    """``"<major>.<minor>"`` the module itself requires at run time (``AutoSegNetSceneLib/slicer_version.py``)."""
+    path = REPO_ROOT / "AutoSegNet" / "AutoSegNetSceneLib" / "slicer_version.py"
+    spec = importlib.util.spec_from_file_location("autosegnet_slicer_version", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return ".".join(map(str, module.MINIMUM))
+
+
+def test_the_oldest_supported_slicer_is_5_10():
+    assert module_minimum_slicer() == "5.10"  # 5.10.0 and 5.12.3 are tested; Slicer 5.8 runs Python 3.9
+
+
+def test_the_cmake_file_stops_on_a_slicer_older_than_the_module_needs_after_finding_slicer():
+    """The catalog schema has no field for it (additionalProperties: false): CMake is where it is declared."""
+    calls = commands(REPO_ROOT / "CMakeLists.txt")
+    names = [name for name, _, _ in calls]
+    assert top_level_sets()["AutoSegNet_MINIMUM_SLICER_VERSION"][0] == [module_minimum_slicer()]
+    check = names.index("if")
+    assert calls[check][1] == ["Slicer_VERSION", "VERSION_LESS", "AutoSegNet_MINIMUM_SLICER_VERSION"]
+    assert names.index("find_package") < check < names.index("add_subdirectory")
+    assert calls[check + 1][0] == "message" and calls[check + 1][1][0] == "FATAL_ERROR"
+    schema_fields = json.loads(SCHEMA.read_text())["properties"] if SCHEMA.is_file() else {}
+    assert not [field for field in schema_fields if "version" in field.lower() and "slicer" in field.lower()]
+
+
+STUB_SLICER = {
+    # What find_package(Slicer) and the top-level CMakeLists use from a Slicer build tree, nothing more.
+    "SlicerConfig.cmake": 'set(Slicer_USE_FILE "${CMAKE_CURRENT_LIST_DIR}/UseSlicer.cmake")\n'
+                          'set(Slicer_EXTENSION_GENERATE_CONFIG "${CMAKE_CURRENT_LIST_DIR}/Empty.cmake")\n'
+                          'set(Slicer_EXTENSION_CPACK "${CMAKE_CURRENT_LIST_DIR}/Empty.cmake")\n',
+    "UseSlicer.cmake": "macro(slicerMacroBuildScriptedModule)\nendmacro()\n"
+                       "macro(slicer_add_python_unittest)\nendmacro()\n",
+    "Empty.cmake": "",
+}
+
+
+@pytest.mark.parametrize(("slicer_version", "accepted"), [("5.8", False), ("5.10", True), ("5.12", True)])
+def test_configuring_against_each_slicer_version_accepts_only_supported_ones(tmp_path, slicer_version, accepted):
+    """Real CMake on the real top-level CMakeLists.txt, against a stub Slicer build tree of the given version."""
+    cmake = shutil.which("cmake")
+    compilers = (shutil.which("cc") or shutil.which("gcc")) and (shutil.which("c++") or shutil.which("g++"))
+    if cmake is None or not compilers:
+        pytest.skip("cmake and a C/C++ compiler are needed to configure the extension (project() enables C and C++)")
+    slicer_dir = tmp_path / "Slicer-build"
+    slicer_dir.mkdir()
+    for name, text in STUB_SLICER.items():
+        (slicer_dir / name).write_text(text)
+    # Slicer's CMake/SlicerConfigVersion.cmake.in sets PACKAGE_VERSION to Slicer_VERSION, "<major>.<minor>";
+    # find_package(Slicer) turns it into Slicer_VERSION for the extension.
+    (slicer_dir / "SlicerConfigVersion.cmake").write_text(
+        f'set(PACKAGE_VERSION "{slicer_version}")\nset(PACKAGE_VERSION_COMPATIBLE TRUE)\n')
+    result = subprocess.run([cmake, "-S", str(REPO_ROOT), "-B", str(tmp_path / "build"), f"-DSlicer_DIR={slicer_dir}"],
+                            capture_output=True, text=True, timeout=120)
+    message = f"AutoSegNet requires Slicer {module_minimum_slicer()} or later; this Slicer is {slicer_version}"
+    if accepted:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode != 0 and message in " ".join(result.stderr.split()), result.stderr
 
 
 def test_the_extension_depends_on_pytorch_and_builds_both_folders():

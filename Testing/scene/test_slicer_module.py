@@ -7,6 +7,7 @@ Parameter node, logic, workflow and self-test run on Slicer's own ``parameterNod
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -55,6 +56,21 @@ def logic(module, a_scene):
 @pytest.fixture
 def workflow(logic):
     return logic.workflow
+
+
+@pytest.fixture
+def python_slicer(tmp_path, monkeypatch):
+    """A ``PythonSlicer`` on the PATH that behaves like Slicer's: a launcher that runs the real interpreter as its
+    child and forwards no signal to it. The module finds it with ``shutil.which`` as inside Slicer."""
+    folder = tmp_path / "slicer-bin"
+    folder.mkdir()
+    launcher = folder / "PythonSlicer"
+    launcher.write_text(f"#!{sys.executable}\n"
+                        "import subprocess, sys\n"
+                        f"sys.exit(subprocess.call([{sys.executable!r}, *sys.argv[1:]]))\n")
+    launcher.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    return launcher
 
 
 def test_the_real_slicer_layer_is_the_one_in_use(tag, module):
@@ -163,6 +179,17 @@ def test_the_workflow_adds_exports_and_verifies_through_the_timer_callback(workf
     assert job.state.status == "finished", job.log_tail()
     assert workflow.verify_summary(job).startswith("Dataset check passed: 0 error(s)")
     assert workflow.take_new_segmentation() is None, "a finished verify must not change the selected result"
+
+
+def test_jobs_run_behind_pythonslicer_as_in_slicer(workflow, a_scene, a_workspace, python_slicer):
+    volume, segmentation, _ = add_synthetic_case(a_scene, "p0")
+    workflow.training_set().add_case([volume], segmentation)
+    dataset = DatasetSettings(a_workspace, 23, "Launcher", ("CT",))
+    workflow.export(dataset)
+    job = workflow.start_verify(dataset)
+    assert job.record["command"][0] == str(python_slicer)
+    poll_like_the_timer(workflow, lambda: not job.running)
+    assert job.state.status == "finished", job.log_tail()
 
 
 def test_auto_configuration_is_2d_for_single_slice_images(workflow, a_scene):
@@ -279,8 +306,9 @@ def test_the_panel_part_of_the_self_test_skips_outside_the_application(module, a
 
 
 @pytest.mark.slow
-def test_the_whole_self_test_passes_on_the_real_layer(module, a_scene):
-    """Train, stop, resume, segment, add the corrected case, retrain: ``slicer.selfTests['AutoSegNet']``."""
+def test_the_whole_self_test_passes_on_the_real_layer(module, a_scene, python_slicer):
+    """Train, stop, resume, segment, add the corrected case, retrain: ``slicer.selfTests['AutoSegNet']``, with
+    every engine job behind a ``PythonSlicer`` launcher that forwards no signal."""
     reason = heavy_parts_missing()
     if reason:
         pytest.skip(reason)
