@@ -182,10 +182,15 @@ class AutoSegNetTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
+        import unittest
+
         for test in (self.test_panel_opens_and_binds_parameters, self.test_training_set_export,
                      self.test_train_stop_resume_segment_and_correct):
             self.setUp()
-            test()
+            try:
+                test()
+            except unittest.SkipTest as reason:  # e.g. no Qt widgets, or no torch on an extension build machine
+                self.delayDisplay(f"Skipped {test.__name__}: {reason}")
 
     def test_panel_opens_and_binds_parameters(self):
         from AutoSegNetSceneLib import selftest

@@ -46,7 +46,7 @@ class ProgressReporter:
             log.info("%s: %s", event, ", ".join(f"{k}={_short(v)}" for k, v in fields.items()))
         if self.status_file is not None:
             try:
-                write_json(self.status_file, record)
+                write_json(self.status_file, record, durable=True)  # re-attaching reads it after a crash
             except OSError as exc:  # a full disk must not kill training over a status file
                 log.warning("Could not write status file %s: %s", self.status_file, exc)
         return record

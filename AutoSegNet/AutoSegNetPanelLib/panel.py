@@ -55,6 +55,10 @@ class Panel:
     def stop(self) -> None:
         self.timer.stop()
 
+    def _followInProcessWork(self) -> None:
+        """Poll every 20 ms while an export is staged on this thread (each poll works at most 50 ms), else 0.5 s."""
+        self.timer.setInterval(20 if self.workflow.working_in_process else 500)
+
     def _guarded(self, handler) -> None:
         with slicer.util.tryWithErrorDisplay(_("AutoSegNet: the action failed."), waitCursor=True):
             handler()
@@ -100,22 +104,21 @@ class Panel:
         self.refreshCases()
 
     def onExport(self) -> None:
-        dataset = self.logic.datasetSettings(self.parameters)
-        report = self.workflow.export(dataset)
-        self.ui.exportReportText.plainText = report.summary() + "\n" + _("Checking the dataset (verify)...")
-        self.workflow.start_verify(dataset)
-        self.refreshCases()
+        self.workflow.start_export(self.logic.datasetSettings(self.parameters))
+        self.ui.exportReportText.plainText = _("Exporting the training set, then checking it (verify)...")
+        self._followInProcessWork()
 
     def onTrain(self, resume: bool = False) -> None:
         p = self.parameters
         self.workflow.start_training(self.logic.datasetSettings(p), self.logic.trainingSettings(p), resume=resume)
+        self._followInProcessWork()
 
     def onResume(self) -> None:
         self.onTrain(resume=True)
 
     def onStop(self) -> None:
         self.workflow.stop("train")
-        self.workflow.stop("verify")
+        self.workflow.stop("export")
 
     def onStopSegment(self) -> None:
         self.workflow.stop("segment")
@@ -125,6 +128,7 @@ class Panel:
         p = self.parameters
         training = self.logic.trainingSettings(p, epochs=p.retrainEpochs)
         self.workflow.start_retraining(self.logic.datasetSettings(p), training, self._selectedModel())
+        self._followInProcessWork()
 
     def onSegment(self) -> None:
         p = self.parameters
@@ -187,9 +191,10 @@ class Panel:
                 label.text = job.state.describe()
                 bar.value = int(100 * (job.state.fraction or 0))
         self.workflow.update_chart()
-        verify = self.workflow.jobs.get("verify")
-        if verify is not None and verify in finished:
-            self.ui.exportReportText.appendPlainText(self.workflow.verify_summary(verify))
+        export = self.workflow.jobs.get("export")
+        if export is not None and export in finished:
+            self.ui.exportReportText.plainText = self.workflow.export_summary(export)
+        self._followInProcessWork()
         newResult = self.workflow.take_new_segmentation()
         if newResult is not None:
             self.ui.resultSegmentationSelector.setCurrentNode(newResult)

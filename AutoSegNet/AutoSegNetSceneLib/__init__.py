@@ -8,9 +8,11 @@ loads the module.
 - :mod:`.volumes`: volume nodes <-> ``(Z, Y, X)`` arrays + the engine's ``Geometry`` (RAS <-> LPS);
 - :mod:`.labels`: label names <-> integer values, stable across cases and rounds, and their colours;
 - :mod:`.cases`: which volume + segmentation/labelmap pairs are training cases (remembered in the scene);
-- :mod:`.export`: scene -> nnU-Net v2 raw dataset (incremental);
+- :mod:`.staging`, :mod:`.label_layers`, :mod:`.staging_job`: the GUI-thread half of an export, in short steps;
+- :mod:`.export`: scene -> nnU-Net v2 raw dataset (incremental; the engine's ``import-staged`` writes it);
 - :mod:`.import_prediction`: prediction arrays/files -> segmentation node (+ uncertainty volume);
-- :mod:`.commands`: the engine command lines; :mod:`.jobs`: background engine processes;
+- :mod:`.commands`: the engine command lines; :mod:`.process`: launching and stopping engine processes;
+  :mod:`.jobs`, :mod:`.job_chain`, :mod:`.job_state`: following them; :mod:`.workflow`: the loop as one object;
 - :mod:`.models`: trained/installed models and their versions; :mod:`.curves`: training curves as a plot;
 - :mod:`.install`: installing the Python dependencies inside Slicer.
 """

@@ -78,3 +78,12 @@ def predict(workspace_root: Path, input_folder: Path, output_folder: Path, model
 def install_model(workspace_root: Path, zip_file: Path) -> list[str]:
     """Install a model zip (made by ``export-model``) into the workspace."""
     return ["install-model", str(zip_file), *_common(workspace_root)]
+
+
+def import_staged(dataset: DatasetSettings, staging: Path, report: Path | None = None) -> list[str]:
+    """Write the cases staged by :class:`~AutoSegNetSceneLib.staging.StagedExport` in ``staging`` into the raw
+    dataset (hashing, compressing, dataset.json); what was done goes to the JSON ``report`` file when given."""
+    args = ["import-staged", str(staging)]
+    if report is not None:
+        args += ["--report", str(report)]
+    return [*args, *_common(dataset.workspace_root)]

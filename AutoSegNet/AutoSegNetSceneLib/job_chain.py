@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from AutoSegNetSceneLib.job_state import FAILED, FINISHED, RUNNING, JobState
 from AutoSegNetSceneLib.jobs import EngineJob
@@ -13,11 +14,15 @@ from AutoSegNetSceneLib.jobs import EngineJob
 
 @dataclass
 class JobStep:
-    """One engine command of a :class:`JobChain`; ``args`` may be a function called when the step starts."""
+    """One step of a :class:`JobChain`: an engine command (``args``, or a function called when the step starts
+    that returns them), or an in-process job made by ``start`` (e.g. staging an export on the GUI thread).
+    ``after(job)`` runs when the step has finished successfully, before the next one starts."""
 
     name: str
-    args: Sequence[str] | Callable[[], Sequence[str]]
+    args: Sequence[str] | Callable[[], Sequence[str]] = ()
     status_file: Path | None = None
+    start: Callable[[], Any] | None = None
+    after: Callable[[Any], None] | None = None
 
 
 class JobChain:
@@ -52,10 +57,13 @@ class JobChain:
     def _start_next(self) -> None:
         self.index += 1
         step = self.steps[self.index]
-        args = step.args() if callable(step.args) else step.args
         self.state.stage = f"{step.name} ({self.index + 1}/{len(self.steps)})"
-        self.current = self.launcher(args, self.jobs_root, self.kind, self.label or step.name, self.python,
-                                     step.status_file, meta={**self.meta, "step": step.name})
+        if step.start is not None:
+            self.current = step.start()
+        else:
+            args = step.args() if callable(step.args) else step.args
+            self.current = self.launcher(args, self.jobs_root, self.kind, self.label or step.name, self.python,
+                                         step.status_file, meta={**self.meta, "step": step.name})
         self.current.on_event.append(self._forward)
 
     def _forward(self, event: dict) -> None:
@@ -73,12 +81,32 @@ class JobChain:
             status = self.current.state.status
             if status == FINISHED and not self._stopped and self.index < len(self.steps) - 1:
                 try:
+                    self._after_step()
                     self._start_next()
                 except Exception as exc:  # e.g. the next step's arguments cannot be built
                     self._end(FAILED, f"{self.steps[self.index].name}: {exc}")
             else:
+                try:
+                    if status == FINISHED:
+                        self._after_step()
+                except Exception as exc:
+                    status, self.current.state.message = FAILED, f"{self.steps[self.index].name}: {exc}"
                 self._end(status, self.current.state.message)
         return events
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines the current step's engine wrote to stderr."""
+        return self.current.log_tail(lines) if self.current is not None else ""
+
+    @property
+    def in_process(self) -> bool:
+        """True while the current step works inside this process (on the polling thread)."""
+        return self.running and self.steps[self.index].start is not None
+
+    def _after_step(self) -> None:
+        after = self.steps[self.index].after
+        if after is not None:
+            after(self.current)
 
     def _end(self, status: str, message: str) -> None:
         self.state.status, self.state.message = status, message

@@ -25,10 +25,11 @@ from pathlib import Path
 import psutil
 
 from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.utils.stop import STOP_FILE_NAME
 
 log = logging.getLogger(__name__)
 
-STOP_FILE = "stop"
+STOP_FILE = STOP_FILE_NAME  # also the name a training watches in its fold folder
 EVENTS_FILE = "events.jsonl"
 LOG_FILE = "engine.log"
 

@@ -1,12 +1,12 @@
 """The annotate-correct-retrain loop as one plain object: background jobs, model versions, re-attach.
 
-:class:`Workflow` is what the module's widget (and a script, a notebook, the self-test) drives. It starts
-engine jobs (verify, train = export + plan/preprocess + train, segment, install a model), follows them in
-:meth:`poll` — the function the widget's 0.5 s timer calls, which never waits — and brings finished results
+:class:`Workflow` is what the module's panel (and a script, a notebook, the self-test) drives. It starts jobs
+(export = stage + import + verify; train = export + plan/preprocess + train; segment; install a model), follows
+them in :meth:`poll` -- the function the panel's timer calls, which never waits -- and brings finished results
 into the scene. Nothing here touches Qt.
 
-Scene lifetime: a prediction is imported only into the scene it was started from; when the scene is closed
-(``StartCloseEvent``), the jobs keep running but their results are not imported (the files stay on disk).
+Scene lifetime: a prediction is imported only while the very volume node it segments is still in the scene;
+after *Close scene* the jobs keep running but their results are not imported (the files stay on disk).
 """
 
 from __future__ import annotations
@@ -27,43 +27,73 @@ from AutoSegNetSceneLib.settings import DatasetSettings, TrainingSettings
 
 log = logging.getLogger(__name__)
 
-KINDS = ("verify", "train", "segment", "install")
+KINDS = ("export", "train", "segment", "install")
 
 
 class Workflow:
-    """Background jobs by kind (``verify``, ``train``, ``segment``, ``install``) over one MRML scene."""
+    """Jobs by kind (``export``, ``train``, ``segment``, ``install``) over one MRML scene.
+
+    An export (also the first steps of a training) is staged on the polling thread, one short step at a time,
+    then written by the engine in the background (``import-staged``); see :mod:`AutoSegNetSceneLib.staging`.
+    """
 
     def __init__(self, scene: slicer.vtkMRMLScene, requirements: Path | None = None) -> None:
         self.scene = scene
         self.requirements = requirements
         self.jobs: dict[str, EngineJob | JobChain] = {}
         self.chart_open = False
+        self.last_export = None
         self.last_segmentation = None
         self.last_uncertainty = None
         self._new_segmentation = None
-        self._scene_epoch = 0
-        self._close_tag = scene.AddObserver(scene.StartCloseEvent, self._on_scene_closing)
-
-    def close(self) -> None:
-        """Stop observing the scene (the jobs keep running)."""
-        self.scene.RemoveObserver(self._close_tag)
 
     # ----- training set --------------------------------------------------------------------------------
     def training_set(self) -> TrainingSet:
         return TrainingSet(self.scene)
 
     def export(self, dataset: DatasetSettings):
+        """Write the raw dataset now, in this process (scripts; the panel uses :meth:`start_export`)."""
         from AutoSegNetSceneLib.export import export_training_set
 
         return export_training_set(self.training_set(), dataset)
 
     # ----- starting jobs -----------------------------------------------------------------------------------
-    def start_verify(self, dataset: DatasetSettings) -> EngineJob:
+    def start_export(self, dataset: DatasetSettings) -> JobChain:
+        """Stage the cases on this thread (step by step, from :meth:`poll`), then write the raw dataset and check
+        it in the background (``import-staged``, ``verify``). The chain's meta holds the verify report path."""
+        self._refuse_if_running("export", "train")
         report = dataset.workspace_root / "jobs" / f"verify-{dataset.folder_name}.json"
+        steps = [*self._export_steps(dataset), JobStep("verify", commands.verify(dataset, report))]
         report.unlink(missing_ok=True)
-        job = EngineJob.start(commands.verify(dataset, report), dataset.workspace_root / "jobs", "verify",
-                              meta={"report": str(report)})
-        return self._keep("verify", job)
+        chain = JobChain(steps, dataset.workspace_root / "jobs", "export", meta={"report": str(report)}).start()
+        return self._keep("export", chain)
+
+    def _export_steps(self, dataset: DatasetSettings) -> list[JobStep]:
+        """Staging (in process) and ``import-staged`` (engine); marks the cases exported when it is done."""
+        from AutoSegNetSceneLib.export import apply_export_report, load_export_report
+        from AutoSegNetSceneLib.staging import StagedExport
+        from AutoSegNetSceneLib.staging_job import StagingJob
+
+        staging = StagedExport(self.training_set(), dataset)  # refuses at once when there is no case
+        report = dataset.workspace_root / "jobs" / f"export-{dataset.folder_name}.json"
+        report.unlink(missing_ok=True)
+
+        def imported(job) -> None:
+            self.last_export = load_export_report(report)
+            apply_export_report(self.training_set(), self.last_export)
+
+        return [JobStep("stage", start=lambda: StagingJob(staging)),
+                JobStep("export", lambda: commands.import_staged(dataset, staging.result.staging_folder, report),
+                        after=imported)]
+
+    def export_summary(self, job) -> str:
+        """What the last export wrote and what ``verify`` found, for the export report box."""
+        lines = [self.last_export.summary()] if self.last_export is not None else []
+        if job.state.status == "finished" or (job.meta.get("report") and Path(job.meta["report"]).is_file()):
+            lines.append(self.verify_summary(job))
+        else:
+            lines.append(f"Export {job.state.status}: {job.state.message}")
+        return "\n".join(lines)
 
     def resolve_configuration(self, configuration: str) -> str:
         """``auto``: 2d when a training volume has a single slice, else 3d_fullres."""
@@ -78,11 +108,11 @@ class Workflow:
                        pretrained: Path | None = None) -> JobChain:
         """Export, plan and preprocess (only preprocess when fine-tuning), then train; in the background."""
         self.check_dependencies()
-        self._refuse_if_running("train")
+        self._refuse_if_running("train", "export")
         configuration = self.resolve_configuration(training.configuration)
         steps = []
         if not resume:
-            self.export(dataset)
+            steps += self._export_steps(dataset)
             prepare = commands.preprocess if pretrained else commands.plan_and_preprocess
             steps.append(JobStep("preprocess", prepare(dataset, configuration)))
         steps.append(JobStep("train", commands.train(dataset, training, configuration, resume, pretrained)))
@@ -159,6 +189,11 @@ class Workflow:
         if job is not None and job.running:
             job.stop()
 
+    @property
+    def working_in_process(self) -> bool:
+        """True while a job does its work inside :meth:`poll` (staging an export): poll often then."""
+        return any(getattr(job, "in_process", False) for job in self.jobs.values())
+
     def running(self, kind: str) -> bool:
         job = self.jobs.get(kind)
         return job is not None and job.running
@@ -171,7 +206,7 @@ class Workflow:
             if job.kind == "segment" and Path(job.meta.get("prediction") or "/nonexistent").is_dir():
                 self._follow_segmentation(job)
                 if not job.running:
-                    self._import_segmentation(job)
+                    self._import_segmentation(job, self.scene.GetNodeByID(job.meta.get("volume") or ""))
             elif not job.running or job.kind in self.jobs:
                 continue
             elif job.kind == "train" and job.meta.get("step") == "train":
@@ -228,22 +263,22 @@ class Workflow:
         self.jobs[kind] = job
         return job
 
-    def _refuse_if_running(self, kind: str) -> None:
-        if self.running(kind):
-            raise RuntimeError(f"A {kind} job is still running; stop it or wait for it to finish.")
+    def _refuse_if_running(self, *kinds: str) -> None:
+        for kind in kinds:
+            if self.running(kind):
+                raise RuntimeError(f"A {kind} job is still running; stop it or wait for it to finish.")
 
     def _follow_segmentation(self, job: EngineJob) -> None:
-        epoch = self._scene_epoch
-        job.on_finished.append(lambda j: self._import_segmentation(j) if epoch == self._scene_epoch
-                               else _not_imported(j, "the scene was closed before the prediction finished"))
+        volume = self.scene.GetNodeByID(job.meta.get("volume") or "")
+        job.on_finished.append(lambda j: self._import_segmentation(j, volume))
 
-    def _import_segmentation(self, job: EngineJob) -> None:
+    def _import_segmentation(self, job: EngineJob, volume) -> None:
+        """Import the prediction on ``volume``'s grid, if that node (the same object) is still in the scene."""
         if job.state.status != "finished":
             return
         folders = segment.PredictionFolders(Path(job.meta["prediction"]))
-        volume = self.scene.GetNodeByID(job.meta.get("volume") or "")
-        if volume is None:
-            _not_imported(job, "its volume is no longer in the scene")
+        if volume is None or not self.scene.IsNodePresent(volume):
+            _not_imported(job, "the volume it segments is no longer in the scene (was the scene closed?)")
             return
         output = self.scene.GetNodeByID(job.meta["output"]) if job.meta.get("output") else None
         model = models.read_model(Path(job.meta["model"]))
@@ -256,10 +291,6 @@ class Workflow:
         self.last_segmentation, self.last_uncertainty = result["segmentation"], result["uncertainty"]
         self._new_segmentation = self.last_segmentation
         shutil.rmtree(folders.root, ignore_errors=True)
-
-    def _on_scene_closing(self, caller, event) -> None:
-        self._scene_epoch += 1
-        self.last_segmentation = self.last_uncertainty = self._new_segmentation = None
 
 
 def _not_imported(job: EngineJob, why: str) -> None:

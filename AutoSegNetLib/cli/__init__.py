@@ -3,22 +3,52 @@
 The CLI only parses arguments and calls stage entry points. It is the one place that reads environment
 variables (to build the :class:`~AutoSegNetLib.workspace.Workspace`). Each command lives in its own
 module under ``AutoSegNetLib/cli/`` with ``add_arguments(parser)`` and ``run(args, ctx) -> int``.
+
+Common options, accepted before or after the command name: ``--workspace``, ``--progress``, ``-v`` and
+``--stop-file PATH``. With ``--stop-file`` the command stops cleanly once ``PATH`` exists (checked at most every
+0.5 s; see :mod:`AutoSegNetLib.utils.stop`) -- the way to stop the engine where signals do not reach it, as
+under 3D Slicer's ``PythonSlicer`` launcher. The engine never creates or deletes the file; remove a stale one
+before starting. A command stopped on request exits with status 0 and its last event is ``done`` with
+``"status": "stopped"`` (a finished ``train`` says ``"finished"``; other commands' normal ``done`` events have
+no ``status``):
+
+- ``train``: after the current step, with ``checkpoint_latest.pth`` saved (``train --continue`` resumes
+  exactly there); ``done`` has ``epoch``, ``iteration`` and ``checkpoint``. SIGINT/SIGTERM do the same. Under
+  DDP every rank watches the file and they stop at the same step. The final validation is not interrupted;
+- ``predict``: between cases; the cases written stay complete (files are written atomically; ``--continue``
+  does the rest); ``done`` has ``stage``, ``cases`` (written) and ``total``. Stopped before the first case,
+  nothing is written;
+- ``verify``: between cases; ``done`` has ``stage``, ``checked``, ``total``, ``errors``, ``warnings``; no verdict
+  and no ``--report`` file;
+- ``fingerprint``: between cases; nothing is written;
+- ``preprocess`` / ``plan-and-preprocess``: between cases (and between stages); the cases written stay, the
+  configuration folder stays marked incomplete (training refuses it) until the same command is run again, which
+  only does the missing cases; ``done`` has ``stage``, ``preprocessed`` (cases per configuration), ``seconds``;
+  a stop during verify or fingerprint writes neither fingerprint nor plans;
+- ``install-model``: before or while unpacking into a staging folder, never halfway through installing;
+  nothing is installed;
+- stops that abandon work (fingerprint, install-model, plan-and-preprocess before preprocessing) give a
+  ``done`` event with ``stage`` (the command) and ``message``; other commands ignore the stop file.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import importlib.util
 import logging
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from AutoSegNetLib import __version__
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.progress import MODES, ProgressReporter
+from AutoSegNetLib.utils.os_errors import describe_os_error
+from AutoSegNetLib.utils.stop import StopRequest, StopRequested
 from AutoSegNetLib.workspace import Workspace
 
 log = logging.getLogger("AutoSegNetLib")
@@ -36,6 +66,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("demo", "demo", "run the whole pipeline on a small synthetic dataset (no download)", 2),
     Command("convert", "convert", "convert MSD / nnU-Net v1 / image+label folders into a raw dataset", 2),
     Command("verify", "verify", "check a raw dataset's integrity and report every problem", 2),
+    Command("import-staged", "import_staged", "write cases staged by the Slicer module into a raw dataset", 2),
     Command("fingerprint", "fingerprint", "extract the dataset fingerprint (spacings, shapes, intensities)", 3),
     Command("plan", "plan", "plan the configurations (2d, 3d_fullres, 3d_lowres, cascade) -> plans.json", 3),
     Command("preprocess", "preprocess", "crop, normalise and resample cases for a configuration", 4),
@@ -58,6 +89,7 @@ class CliContext:
 
     workspace: Workspace
     reporter: ProgressReporter
+    stop: StopRequest = field(default_factory=StopRequest)
 
 
 def _module_name(command: Command) -> str:
@@ -80,6 +112,9 @@ def _add_common_options(parser: argparse.ArgumentParser, defaults: bool) -> None
     parser.add_argument("--progress", choices=MODES, default=default("text"),
                         help="progress output: text (log lines), json (one JSON event per line on stdout), none")
     parser.add_argument("-v", "--verbose", action="store_true", default=default(False), help="debug logging")
+    parser.add_argument("--stop-file", type=Path, default=default(None), metavar="PATH",
+                        help="stop cleanly once this file exists (for callers whose signals do not reach the "
+                        "engine, e.g. 3D Slicer); the command then exits 0 with a 'done' event of status 'stopped'")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -107,6 +142,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+#: Common options followed by a value (which may look like a command name).
+_VALUE_OPTIONS = ("--workspace", "--progress", "--stop-file")
+
+
 def _command_in(argv: Sequence[str]) -> str | None:
     """The command name in ``argv`` (skipping the values of the common options), if any."""
     names = {c.name for c in COMMANDS}
@@ -114,7 +153,7 @@ def _command_in(argv: Sequence[str]) -> str | None:
     for token in argv:
         if skip_next:
             skip_next = False
-        elif token in ("--workspace", "--progress"):
+        elif token in _VALUE_OPTIONS:
             skip_next = True
         elif token in names:
             return token
@@ -139,13 +178,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not _is_built(command):
         sys.stderr.write(f"autosegnet {command.name}: not built yet (planned in issue #{command.issue}).\n")
         return 2
-    ctx = CliContext(Workspace.from_environment(os.environ, args.workspace), reporter)
+    ctx = CliContext(Workspace.from_environment(os.environ, args.workspace), reporter, _stop_request(args.stop_file))
     try:
         return int(importlib.import_module(_module_name(command)).run(args, ctx) or 0)
+    except StopRequested as exc:
+        log.warning("autosegnet %s: %s; nothing was left half-done.", command.name, exc)
+        reporter.emit("done", stage=command.name, status="stopped", message=str(exc))
+        return 0
     except AutoSegNetError as exc:
         reporter.emit("error", message=str(exc)) if args.progress == "json" else None
         sys.stderr.write(f"error: {exc}\n")
         return 2
+    except OSError as exc:
+        message = unwritable_message(exc, ctx.workspace)
+        if message is None:
+            raise
+        reporter.emit("error", message=message) if args.progress == "json" else None
+        sys.stderr.write(f"error: {message}\n")
+        return 2
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130
+
+
+def unwritable_message(exc: OSError, workspace: Workspace) -> str | None:
+    """What to tell the user for an error writing files -- no permission, read-only or full file system -- and how
+    to choose another place (inside the workspace: another workspace); None for other errors."""
+    no_room = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+    if exc.errno not in {errno.EACCES, errno.EPERM, errno.EROFS, *no_room} or not exc.filename:
+        return None
+    path = Path(os.fsdecode(exc.filename))
+    target = path if path.exists() else path.parent  # a file being created: its folder is the problem
+    verb = "write" if exc.errno != errno.EACCES or not os.access(target, os.W_OK) else "access"
+    where = f"{verb} {target}" if target == path else f"{verb} in {target}"
+    fix = "free space there or" if exc.errno in no_room else "make that folder writable or"
+    if any(path.is_relative_to(root) for root in (workspace.raw, workspace.preprocessed, workspace.results)):
+        hint = (f"{fix} choose another workspace with --workspace DIR or the AUTOSEGNET_HOME environment variable "
+                "(or nnUNet_raw / nnUNet_preprocessed / nnUNet_results)")
+    else:
+        hint = f"{fix} choose another location"
+    return f"cannot {where}: {describe_os_error(exc)}; {hint}."
+
+
+def _stop_request(stop_file: Path | None) -> StopRequest:
+    """The command's stop request, watching ``stop_file`` (warned about when it exists already)."""
+    if stop_file is not None and stop_file.exists():
+        log.warning("Stop file %s exists already: the command will stop at its first check. Delete it before "
+                    "starting a command that should run.", stop_file)
+    return StopRequest(stop_file)

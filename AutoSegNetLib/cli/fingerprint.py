@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, ctx) -> int:
     from AutoSegNetLib.fingerprint import extract_fingerprint
 
-    fingerprint = extract_fingerprint(ctx.workspace, args.dataset, args.num_workers, ctx.reporter)
+    fingerprint = extract_fingerprint(ctx.workspace, args.dataset, args.num_workers, ctx.reporter, stop=ctx.stop)
     for channel, stats in fingerprint.foreground_intensity_properties.items():
         log.info("channel %s foreground: mean %.4g, std %.4g, 0.5-99.5%% [%.4g, %.4g]", channel, stats.mean,
                  stats.std, stats.percentile_00_5, stats.percentile_99_5)

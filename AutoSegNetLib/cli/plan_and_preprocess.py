@@ -1,7 +1,13 @@
 """``autosegnet plan-and-preprocess DATASET [-c CONFIG...] [-np N] [--verify] [--planner NAME]``.
 
 Runs, in order: verify (with ``--verify``), fingerprint, plan (every warranted configuration), preprocess
-(the ``-c`` configurations, default all planned).
+(the ``-c`` configurations, default all planned). Stopped on request (``--stop-file``): between cases and
+between stages, exit status 0 and a ``done`` event with ``status="stopped"``; a stopped verify or fingerprint
+writes nothing (the next run redoes them), a stopped preprocess keeps its cases as ``preprocess`` does.
+
+Without ``--verify`` the checks of ``verify`` that cost nothing next to the stages still run and refuse the dataset,
+naming the case and file: file layout and numTraining before the fingerprint, image/label geometry and NaN/Inf
+voxels as each case is read. A second run preprocessing the same configuration meanwhile is refused (a lock).
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ import logging
 
 from AutoSegNetLib.cli.fingerprint import default_num_workers
 from AutoSegNetLib.cli.plan import add_planner_arguments
+from AutoSegNetLib.cli.preprocess import report_stopped_preprocessing
+from AutoSegNetLib.utils.stop import StopRequested
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +51,16 @@ def run(args: argparse.Namespace, ctx) -> int:
         if plans is None:
             return 1
         remember(preprocessed, key)
+    ctx.stop.raise_if_requested("stopped before preprocessing")
     preprocess = _optional("AutoSegNetLib.preprocessing", "preprocess_dataset")
     if preprocess is None:
         log.error("Fingerprint and plans are written, but preprocessing is not built yet in this version; "
                   "nothing was preprocessed.")
         return 2
     configurations = args.configurations or list(plans.configurations)
-    preprocess(ctx.workspace, args.dataset, configurations, args.num_workers, ctx.reporter)
+    summary = preprocess(ctx.workspace, args.dataset, configurations, args.num_workers, ctx.reporter, stop=ctx.stop)
+    if summary["stopped"]:
+        report_stopped_preprocessing(ctx.reporter, "plan-and-preprocess", summary)
     return 0
 
 
@@ -60,7 +71,8 @@ def _verify_fingerprint_plan(args: argparse.Namespace, ctx):
 
     if args.verify and not _verify(args, ctx):
         return None
-    extract_fingerprint(ctx.workspace, args.dataset, args.num_workers, ctx.reporter)
+    extract_fingerprint(ctx.workspace, args.dataset, args.num_workers, ctx.reporter, stop=ctx.stop)
+    ctx.stop.raise_if_requested("stopped before planning")
     return plan_experiment(ctx.workspace, args.dataset, args.planner, args.gpu_memory_gb, None, ctx.reporter)
 
 
@@ -69,7 +81,11 @@ def _verify(args: argparse.Namespace, ctx) -> bool:
     if verify is None:
         log.warning("--verify: dataset verification is not built yet in this version; skipping it.")
         return True
-    report = verify(ctx.workspace.raw_dataset(args.dataset), num_workers=args.num_workers, reporter=ctx.reporter)
+    report = verify(ctx.workspace.raw_dataset(args.dataset), num_workers=args.num_workers, reporter=ctx.reporter,
+                    stop=ctx.stop)
+    if not report.complete:
+        raise StopRequested(f"verify stopped after {report.checked_cases} of "
+                            f"{report.num_training_cases + report.num_test_cases} cases; nothing was planned")
     for problem in report.problems:
         log.warning("%s", problem)
     if not report.ok:

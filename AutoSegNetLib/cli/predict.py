@@ -1,17 +1,32 @@
-"""``autosegnet predict``: segment a folder of images with a trained model."""
+"""``autosegnet predict``: segment a folder of images with a trained model.
+
+Stopped on request (``--stop-file``): between cases, exit status 0, a ``done`` event with ``status="stopped"``
+(``cases`` written of ``total``); the label maps written are complete (``--continue`` does the rest).
+
+Exit status: 0 when every case was predicted (or the run was stopped); 1 when some cases failed (unreadable,
+4D, 2D for a 3D model, only NaN): the others are predicted, each failure has a ``case`` event with
+``status="failed"``, the ``done`` event lists them (``failed``, ``failures``) and the log ends with the list;
+2 for errors that stop the whole run (no model, an output that would overwrite an input, an unwritable -o).
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.inference.compute import ComputeSettings
-from AutoSegNetLib.inference.files import predict_files
+from AutoSegNetLib.inference.files import PredictionFailedError, predict_files
 from AutoSegNetLib.inference.model_folder import CHECKPOINT_NAMES, find_model_folder
 from AutoSegNetLib.inference.predictor import Predictor
 from AutoSegNetLib.inference.sliding_window import AVERAGES
 from AutoSegNetLib.inference.uncertainty import UNCERTAINTY_KINDS
+
+log = logging.getLogger(__name__)
+
+#: Exit status when some cases failed and the others were predicted.
+EXIT_SOME_CASES_FAILED = 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,11 +72,15 @@ def run(args: argparse.Namespace, ctx) -> int:
         reorient=args.reorient,
         compute=ComputeSettings(tile_batch=args.tile_batch),
     )  # fmt: skip
-    predict_files(
-        predictor, args.input, args.output, save_probabilities=args.save_probabilities,
-        uncertainty=args.save_uncertainty, num_parts=args.num_parts, part_id=args.part_id,
-        skip_existing=args.skip_existing, reporter=ctx.reporter,
-    )  # fmt: skip
+    try:
+        predict_files(
+            predictor, args.input, args.output, save_probabilities=args.save_probabilities,
+            uncertainty=args.save_uncertainty, num_parts=args.num_parts, part_id=args.part_id,
+            skip_existing=args.skip_existing, reporter=ctx.reporter, stop=ctx.stop,
+        )  # fmt: skip
+    except PredictionFailedError as error:
+        log.error("predict: %s", error)
+        return EXIT_SOME_CASES_FAILED
     return 0
 
 

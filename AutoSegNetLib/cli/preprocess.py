@@ -1,4 +1,8 @@
-"""``autosegnet preprocess DATASET -c CONFIG... [-np N]``: crop, normalise and resample the training cases."""
+"""``autosegnet preprocess DATASET -c CONFIG... [-np N]``: crop, normalise and resample the training cases.
+
+Stopped on request (``--stop-file``): between cases, exit status 0 and a ``done`` event with
+``status="stopped"``; the configuration folders stay marked incomplete until a rerun finishes them.
+"""
 
 from __future__ import annotations
 
@@ -32,10 +36,22 @@ def run(args: argparse.Namespace, ctx) -> int:
         plans_path = ctx.workspace.preprocessed_dataset(args.dataset) / f"{args.plans_name}.json"
         configurations = list(Plans.load(plans_path).configurations) if plans_path.is_file() else []
     summary = preprocess_dataset(ctx.workspace, args.dataset, configurations, args.num_workers, ctx.reporter,
-                                 args.plans_name)
+                                 args.plans_name, stop=ctx.stop)
     for conf, entry in summary.items():
         if isinstance(entry, dict):
             log.info("%s: %d cases, %d preprocessed, %d up to date, %d removed -> %s", conf, entry["cases"],
                      len(entry["preprocessed"]), entry["unchanged"], len(entry["removed"]), entry["folder"])
+    if summary["stopped"]:
+        report_stopped_preprocessing(ctx.reporter, "preprocess", summary)
+        return 0
     ctx.reporter.emit("done", stage="preprocess", seconds=summary["seconds"])
     return 0
+
+
+def report_stopped_preprocessing(reporter, stage: str, summary: dict) -> None:
+    """Log and emit the ``done`` event (``status="stopped"``) of a preprocessing run cut short by a stop request."""
+    log.warning("%s: STOPPED on request between cases. The cases written are kept; the configuration folders are "
+                "marked incomplete (training refuses them) until the same command is run again, which only does "
+                "the missing cases.", stage)
+    reporter.emit("done", stage=stage, status="stopped", seconds=summary["seconds"],
+                  preprocessed={c: len(e["preprocessed"]) for c, e in summary.items() if isinstance(e, dict)})

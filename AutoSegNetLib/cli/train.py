@@ -2,6 +2,10 @@
 
 Multi-GPU: run under ``torchrun --nproc_per_node N -m AutoSegNetLib train ...`` (detected from the environment
 here, the only place that reads it) or pass ``--num-gpus N`` to start the N processes ourselves.
+
+Refused, with the command to run: preprocessed data that no finished run recorded as complete, or that no longer
+matches the raw dataset or the plans; and a fold another process is training (the error names its PID, command and
+start). Automatic splits follow added or removed cases; splits written by hand are refused when cases changed.
 """
 
 from __future__ import annotations
@@ -94,7 +98,7 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         if args.continue_training else None
     config = build_config(args, base)
     options = {"continue_training": args.continue_training, "pretrained": args.pretrained,
-               "validate_only": args.validate_only}
+               "validate_only": args.validate_only, "stop": ctx.stop}
     distributed = DistributedSettings.from_environ(os.environ)
     if distributed is None and args.num_gpus > 1:
         train_in_processes(args.num_gpus, ctx.workspace, args.dataset, args.configuration, fold, config,

@@ -1,7 +1,8 @@
 """``autosegnet verify DATASET``: report every integrity problem of a raw dataset.
 
 Exit status: 0 when there is no error (warnings allowed), 1 when errors were found, 2 when the dataset
-cannot be found. ``--report FILE.json`` writes all problems as JSON.
+cannot be found. ``--report FILE.json`` writes all problems as JSON. Stopped on request (``--stop-file``): exit
+status 0, a ``done`` event with ``status="stopped"``, no verdict and no report file.
 """
 
 from __future__ import annotations
@@ -28,9 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, ctx) -> int:
     path = Path(args.dataset)
     folder = path if (path / "dataset.json").is_file() else ctx.workspace.raw_dataset(args.dataset)
-    report = verify_dataset(folder, tolerance=args.tolerance, num_workers=args.num_workers, reporter=ctx.reporter)
+    report = verify_dataset(folder, tolerance=args.tolerance, num_workers=args.num_workers, reporter=ctx.reporter,
+                            stop=ctx.stop)
     for found in report.problems:
         (log.error if found.severity == ERROR else log.warning)("%s", found)
+    if not report.complete:
+        log.warning("verify %s: STOPPED on request after %d of %d cases — no verdict%s. Run it again to check "
+                    "every case.", folder.name, report.checked_cases, report.num_training_cases + report.num_test_cases,
+                    f"; {args.report} not written" if args.report else "")
+        return 0
     if args.report:
         report.save(args.report)
         log.info("Report written to %s", args.report)

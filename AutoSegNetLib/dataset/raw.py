@@ -81,9 +81,21 @@ class RawDataset:
 
     def read_case(self, case: Case) -> tuple[np.ndarray, np.ndarray | None, Geometry]:
         """``(C, Z, Y, X)`` float32 image, ``(Z, Y, X)`` label (or None) and the image geometry."""
-        image, geometry = self.io.read_images(case.images)
-        seg = self.io.read_seg(case.label)[0] if case.label is not None else None
+        image, seg, geometry, _ = self.read_case_and_label_geometry(case)
         return image, seg, geometry
+
+    def read_case_and_label_geometry(self, case: Case
+                                     ) -> tuple[np.ndarray, np.ndarray | None, Geometry, Geometry | None]:
+        """:meth:`read_case` plus the label file's own geometry (None without a label).
+
+        A file that cannot be read (missing, corrupt, 4D, ...) gives an error naming the case and the file.
+        """
+        try:
+            image, geometry = self.io.read_images(case.images)
+            seg, label_geometry = self.io.read_seg(case.label) if case.label is not None else (None, None)
+        except AutoSegNetError as exc:
+            raise AutoSegNetError(f"Case {case.name!r}: {exc}") from exc
+        return image, seg, geometry, label_geometry
 
 
 def group_channel_files(folder: Path, ending: str) -> dict[str, dict[int, Path]]:

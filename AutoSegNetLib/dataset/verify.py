@@ -7,6 +7,11 @@ cases, numTraining. Nothing in the dataset is changed. Each case is read in one 
 
 Every finding is a :class:`Problem` with a stable ``code`` (see :data:`PROBLEM_CODES`); ``error`` problems
 make the dataset unusable for training, ``warning`` ones deserve a look.
+
+The checks that cost nothing next to preprocessing run in every fingerprint and preprocessing too, without
+``--verify``: :func:`require_training_layout` (dataset.json, missing/extra/unmatched files, numTraining: a listing
+of the folders) and :func:`read_checked_case` (image/label geometry, spacing, NaN/Inf: on the voxels those
+stages read anyway).
 """
 
 from __future__ import annotations
@@ -22,18 +27,23 @@ from typing import Any
 import numpy as np
 
 from AutoSegNetLib.dataset.dataset_json import DatasetJson
+from AutoSegNetLib.dataset.raw import Case, RawDataset
 from AutoSegNetLib.errors import AutoSegNetError, DatasetFormatError
 from AutoSegNetLib.imageio import Geometry, ImageIO, io_by_name, io_for
 from AutoSegNetLib.imageio.base import NonIntegerLabelError
 from AutoSegNetLib.imageio.sitk_io import nifti_non_finite
 from AutoSegNetLib.progress import ProgressReporter
 from AutoSegNetLib.utils.atomic import write_json
+from AutoSegNetLib.utils.stop import StopRequest
 from AutoSegNetLib.utils.workers import run_parallel
 
 log = logging.getLogger(__name__)
 
 ERROR = "error"
 WARNING = "warning"
+#: Default geometry tolerance: relative for spacing, absolute for direction cosines, mm for the origin.
+DEFAULT_TOLERANCE = 1e-4
+_SHOWN_ERRORS = 20
 
 #: Every problem code with its severity and what it means (the report's vocabulary).
 PROBLEM_CODES: dict[str, tuple[str, str]] = {
@@ -88,13 +98,23 @@ def problem(code: str, message: str, case: str | None = None, file: str | None =
 
 @dataclass
 class VerificationReport:
-    """All problems found in one dataset (sorted: dataset-wide first, then by case, file and code)."""
+    """All problems found in one dataset (sorted: dataset-wide first, then by case, file and code).
+
+    ``checked_cases`` < the number of cases when a stop request cut the run short (``complete`` is then False
+    and the report is no verdict on the dataset).
+    """
 
     dataset: str
     num_training_cases: int
     num_test_cases: int
     tolerance: float
     problems: list[Problem] = field(default_factory=list)
+    checked_cases: int = 0
+
+    @property
+    def complete(self) -> bool:
+        """False when a stop request ended the run before every case was checked."""
+        return self.checked_cases >= self.num_training_cases + self.num_test_cases
 
     @property
     def errors(self) -> list[Problem]:
@@ -186,7 +206,8 @@ def _check_images(job: CaseJob, io: ImageIO, found: list[Problem]) -> tuple[tupl
             reference = (array.shape[1:], geometry, rel)
         else:
             what = f"channel {rel} vs {reference[2]}"
-            _compare(reference[0], reference[1], array.shape[1:], geometry, job, rel, what, found)
+            _compare(reference[0], reference[1], array.shape[1:], geometry, job.case, job.tolerance, rel, what,
+                     found)
     # One channel per file is checked while listing; files that may hold several (RGB) are counted here.
     if job.multi_channel_files and all_read and job.images and channels != job.num_channels:
         files = ", ".join(_relative(p, job.folder) for p in job.images)
@@ -197,11 +218,24 @@ def _check_images(job: CaseJob, io: ImageIO, found: list[Problem]) -> tuple[tupl
 
 def _check_values(array: np.ndarray, path: Path, case: str, rel: str, found: list[Problem]) -> None:
     """NaN/Inf and constant channels of a ``(C, Z, Y, X)`` array read from ``path``."""
+    _check_finite(array, path, case, rel, found)
+    for index, channel in enumerate(array):
+        finite = channel[np.isfinite(channel)]
+        if finite.size and finite.min() == finite.max():
+            which = f"channel {index} " if array.shape[0] > 1 else ""
+            found.append(problem("constant_image", f"{which}holds the value {float(finite.min()):g} everywhere", case,
+                                 rel))
+
+
+def _check_finite(array: np.ndarray, path: Path, case: str, rel: str, found: list[Problem],
+                  stored: bool = True) -> None:
+    """NaN/Inf voxels of ``array`` read from ``path``; with ``stored`` also those a float NIfTI file holds, which
+    ITK's NIfTI reader turns into 0 (costs reading such a file once more)."""
     nan, inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
     note = ""
-    if str(path).lower().endswith((".nii", ".nii.gz")):
+    if stored and str(path).lower().endswith((".nii", ".nii.gz")):
         try:
-            stored_nan, stored_inf = nifti_non_finite(path)  # ITK's NIfTI reader turns them into 0
+            stored_nan, stored_inf = nifti_non_finite(path)
         except (OSError, EOFError, ValueError):
             stored_nan, stored_inf = nan, inf  # the file was read above; nothing more to learn here
         if (stored_nan, stored_inf) != (nan, inf):
@@ -209,12 +243,6 @@ def _check_values(array: np.ndarray, path: Path, case: str, rel: str, found: lis
     if nan or inf:
         found.append(problem("non_finite_values", f"{nan} NaN and {inf} Inf voxels (of {array[0].size}){note}",
                              case, rel))
-    for index, channel in enumerate(array):
-        finite = channel[np.isfinite(channel)]
-        if finite.size and finite.min() == finite.max():
-            which = f"channel {index} " if array.shape[0] > 1 else ""
-            found.append(problem("constant_image", f"{which}holds the value {float(finite.min()):g} everywhere", case,
-                                 rel))
 
 
 def _check_spacing(geometry: Geometry, case: str, rel: str, found: list[Problem]) -> None:
@@ -239,7 +267,8 @@ def _check_label(job: CaseJob, io: ImageIO, reference: tuple[tuple[int, ...], Ge
     elif set(values) <= set(job.background_values):
         found.append(problem("empty_label", f"holds only {values} (no foreground)", job.case, rel))
     if reference is not None:
-        _compare(reference[0], reference[1], seg.shape, geometry, job, rel, "image vs label", found)
+        _compare(reference[0], reference[1], seg.shape, geometry, job.case, job.tolerance, rel, "image vs label",
+                 found)
 
 
 def _value_counts(seg: np.ndarray) -> tuple[list[int], list[int]]:
@@ -252,14 +281,14 @@ def _value_counts(seg: np.ndarray) -> tuple[list[int], list[int]]:
     return [int(v) for v in values], counts.tolist()
 
 
-def _compare(shape_a: tuple[int, ...], geo_a: Geometry, shape_b: tuple[int, ...], geo_b: Geometry, job: CaseJob,
-             rel: str, what: str, found: list[Problem]) -> None:
+def _compare(shape_a: tuple[int, ...], geo_a: Geometry, shape_b: tuple[int, ...], geo_b: Geometry, case: str,
+             tolerance: float, rel: str, what: str, found: list[Problem]) -> None:
     """Report shape and geometry differences (with the numbers) between two files of a case."""
     if tuple(shape_a) != tuple(shape_b):
         found.append(problem("shape_mismatch", f"{what}: shape {tuple(shape_a)} vs {tuple(shape_b)} (z, y, x)",
-                             job.case, rel))
-    for aspect, text in geo_a.mismatches(geo_b, job.tolerance).items():
-        found.append(problem(f"{aspect}_mismatch", f"{what}: {text}; tolerance {job.tolerance:g}", job.case, rel))
+                             case, rel))
+    for aspect, text in geo_a.mismatches(geo_b, tolerance).items():
+        found.append(problem(f"{aspect}_mismatch", f"{what}: {text}; tolerance {tolerance:g}", case, rel))
 
 
 def _read(reader: Callable[[], Any], case: str, rel: str, found: list[Problem]) -> Any:
@@ -401,13 +430,14 @@ def _stray_reason(path: Path, dj: DatasetJson, expected: str) -> str:
 
 
 # ----- entry point ----------------------------------------------------------------------------------------
-def verify_dataset(folder: str | Path, tolerance: float = 1e-4, num_workers: int = 1,
-                   reporter: ProgressReporter | None = None) -> VerificationReport:
+def verify_dataset(folder: str | Path, tolerance: float = DEFAULT_TOLERANCE, num_workers: int = 1,
+                   reporter: ProgressReporter | None = None, stop: StopRequest | None = None) -> VerificationReport:
     """Check the raw dataset in ``folder`` and return every problem found (the dataset is only read).
 
     ``tolerance``: relative for spacing, absolute for direction cosines, mm for the origin (at least 1/1000
     voxel); see :meth:`Geometry.mismatches`. Emits ``case`` events (one per case, with its problems) and a
-    ``done`` event through ``reporter``.
+    ``done`` event through ``reporter``. Once ``stop`` is requested no further case is started; the report is
+    then incomplete (``complete`` False) and the ``done`` event has ``status="stopped"``.
     """
     folder = Path(folder).resolve()
     if not folder.is_dir():
@@ -425,15 +455,17 @@ def verify_dataset(folder: str | Path, tolerance: float = 1e-4, num_workers: int
     report.problems.extend(_dataset_level(dj, listing))
     jobs = _jobs(folder, dj, io, listing, tolerance)
     results = []
-    for index, (job, result) in enumerate(run_parallel(check_case, jobs, num_workers), start=1):
+    for index, (job, result) in enumerate(run_parallel(check_case, jobs, num_workers, stop=stop), start=1):
         results.append((job, result))
+        report.checked_cases = index
         report.problems.extend(result.problems)
         if reporter is not None:
             reporter.emit("case", stage="verify", case=job.case, index=index, total=len(jobs),
                           errors=sum(p.severity == ERROR for p in result.problems),
                           warnings=sum(p.severity == WARNING for p in result.problems),
                           problems=[p.to_dict() for p in result.problems])
-    report.problems.extend(_across_cases(results))
+    if report.complete:  # comparisons across a part of the cases would mislead
+        report.problems.extend(_across_cases(results))
     return _finish(report, reporter)
 
 
@@ -483,7 +515,79 @@ def _across_cases(results: Iterable[tuple[CaseJob, CaseResult]]) -> list[Problem
 
 def _finish(report: VerificationReport, reporter: ProgressReporter | None) -> VerificationReport:
     report.problems.sort(key=lambda p: (p.case is not None, p.case or "", p.file or "", p.code, p.message))
-    if reporter is not None:
+    if reporter is not None and not report.complete:
+        reporter.emit("done", stage="verify", status="stopped", checked=report.checked_cases,
+                      total=report.num_training_cases + report.num_test_cases, errors=len(report.errors),
+                      warnings=len(report.warnings))
+    elif reporter is not None:
         reporter.emit("done", stage="verify", ok=report.ok, errors=len(report.errors),
                       warnings=len(report.warnings), cases=report.num_training_cases, test_cases=report.num_test_cases)
     return report
+
+
+# ----- the cheap checks of every fingerprint and preprocessing ---------------------------------------------------
+def layout_problems(folder: str | Path) -> list[Problem]:
+    """What :func:`verify_dataset` finds without reading an image: dataset.json, case files that are missing,
+    extra or without partner, stray files, numTraining. Costs a listing of the dataset's folders."""
+    folder = Path(folder)
+    try:
+        dj = DatasetJson.load(folder / "dataset.json")
+    except DatasetFormatError as exc:
+        return [problem("invalid_dataset_json", str(exc), file="dataset.json")]
+    io = io_for(dj.file_ending, dj.overwrite_image_reader_writer)
+    listing = list_dataset(folder, dj, type(io).multi_channel_files)
+    return [*listing.problems, *_dataset_level(dj, listing)]
+
+
+def require_training_layout(folder: str | Path, only_warn: tuple[str, ...] = ()) -> None:
+    """Raise :class:`DatasetFormatError` listing the :func:`layout_problems` errors that concern training; those
+    of imagesTs and those whose code is in ``only_warn`` are logged as warnings, like the warnings."""
+    folder = Path(folder)
+    found = layout_problems(folder)
+    errors = [p for p in found if p.severity == ERROR and p.code not in only_warn
+              and not (p.file or "").startswith("imagesTs/")]
+    for other in found:
+        if other not in errors:
+            log.warning("%s", other)
+    if errors:
+        raise DatasetFormatError(refusal(errors, folder))
+
+
+def read_checked_case(dataset: RawDataset, case: Case, tolerance: float = DEFAULT_TOLERANCE,
+                      stored_values: bool = True) -> tuple[np.ndarray, np.ndarray | None, Geometry]:
+    """:meth:`RawDataset.read_case` that refuses what :func:`verify_dataset` calls an error in what was read.
+
+    Checks image/label shape and geometry (``tolerance`` as in verify), the spacing, and NaN/Inf voxels; with
+    ``stored_values`` also those stored in float NIfTI files, which SimpleITK reads as 0 (costs reading such files
+    once more). Raises :class:`DatasetFormatError` naming the case and the file.
+    """
+    image, seg, geometry, label_geometry = dataset.read_case_and_label_geometry(case)
+    found: list[Problem] = []
+    first = _relative(case.images[0], dataset.folder)
+    _check_spacing(geometry, case.name, first, found)
+    per_file = len(case.images) == image.shape[0]
+    for index, path in enumerate(case.images if per_file else case.images[:1]):
+        array = image[index:index + 1] if per_file else image
+        _check_finite(array, path, case.name, _relative(path, dataset.folder), found, stored_values)
+    if seg is not None:
+        _compare(image.shape[1:], geometry, seg.shape, label_geometry, case.name, tolerance,
+                 _relative(case.label, dataset.folder), "image vs label", found)
+    errors = [p for p in found if p.severity == ERROR]
+    if errors:
+        raise DatasetFormatError(refusal(errors, dataset.folder))
+    return image, seg, geometry
+
+
+def refusal(errors: list[Problem], folder: Path) -> str:
+    """The message refusing a dataset for ``errors``: one line per problem naming the case and file, and the fix."""
+    lines = [f"  {_where(p)}{p.message}" for p in errors[:_SHOWN_ERRORS]]
+    if len(errors) > _SHOWN_ERRORS:
+        lines.append(f"  ... and {len(errors) - _SHOWN_ERRORS} more")
+    return (f"The raw dataset {folder} has {len(errors)} error(s) that would make training wrong:\n"
+            + "\n".join(lines) + f"\nFix the files; `autosegnet verify {folder.name}` lists every problem at once.")
+
+
+def _where(found: Problem) -> str:
+    parts = [f"case {found.case!r}" if found.case else "", found.file or ""]
+    where = ", ".join(part for part in parts if part)
+    return f"{where}: " if where else ""

@@ -1,6 +1,8 @@
 """Extract a dataset's fingerprint: one case per worker, aggregated in the main process.
 
-Entry point: :func:`extract_fingerprint` (writes ``preprocessed/<Dataset>/fingerprint.json``).
+Entry point: :func:`extract_fingerprint` (writes ``preprocessed/<Dataset>/fingerprint.json``). As the first stage
+to read a dataset it refuses what ``verify`` calls an error and costs nothing here: a wrong file layout or
+numTraining, image/label geometry mismatches, NaN/Inf voxels as read (see :mod:`AutoSegNetLib.dataset.verify`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from AutoSegNetLib.dataset import Case, RawDataset
+from AutoSegNetLib.dataset.verify import read_checked_case, require_training_layout
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.fingerprint.crop import box_shape, nonzero_bounding_box
 from AutoSegNetLib.fingerprint.format import FINGERPRINT_FILE, CaseFingerprint, Fingerprint
@@ -26,6 +29,7 @@ from AutoSegNetLib.fingerprint.intensity import (
     samples_per_case,
 )
 from AutoSegNetLib.progress import ProgressReporter
+from AutoSegNetLib.utils.stop import StopRequest, StopRequested
 from AutoSegNetLib.utils.workers import run_parallel
 from AutoSegNetLib.workspace import Workspace
 
@@ -48,7 +52,7 @@ def analyze_case(dataset: RawDataset, case: Case, num_samples: int, seed: int = 
 
     Foreground = label value > 0, except the ``ignore`` label (unannotated voxels are not foreground).
     """
-    image, seg, geometry = dataset.read_case(case)
+    image, seg, geometry = read_checked_case(dataset, case, stored_values=False)  # preprocessing checks those
     if seg is None:
         raise AutoSegNetError(f"Training case {case.name!r} has no label file; every training case needs one.")
     if seg.shape != image.shape[1:]:
@@ -78,16 +82,20 @@ def analyze_case(dataset: RawDataset, case: Case, num_samples: int, seed: int = 
 
 def extract_fingerprint(workspace: Workspace, dataset: str | int, num_workers: int = 1,
                         reporter: ProgressReporter | None = None, seed: int = DEFAULT_SEED,
-                        total_samples: float = TOTAL_FOREGROUND_SAMPLES) -> Fingerprint:
+                        total_samples: float = TOTAL_FOREGROUND_SAMPLES, stop: StopRequest | None = None
+                        ) -> Fingerprint:
     """Fingerprint the training cases of ``dataset`` and write ``preprocessed/<Dataset>/fingerprint.json``.
 
     ``num_workers`` processes each hold one case at a time (0 or 1: in this process); a worker that fails or
     dies fails the run with the case's name. The result does not depend on ``num_workers``.
     ``total_samples`` foreground voxels are drawn per channel, spread evenly over the cases (nnU-Net: 10e7).
+    Once ``stop`` is requested no further case is started and :class:`StopRequested` is raised; nothing is
+    written then.
     """
     reporter = reporter or ProgressReporter("none")
     name = workspace.resolve_dataset(dataset)
     raw = RawDataset.open(workspace.raw / name)
+    require_training_layout(raw.folder)
     cases = raw.training_cases()
     if not cases:
         raise AutoSegNetError(f"{raw.folder} has no training cases (imagesTr is empty or missing).")
@@ -99,7 +107,7 @@ def extract_fingerprint(workspace: Workspace, dataset: str | int, num_workers: i
     records: dict[str, CaseFingerprint] = {}
     pooled = _PooledSamples(num_channels)
     work = functools.partial(analyze_case, raw, num_samples=num_samples, seed=seed)
-    results = run_parallel(work, cases, num_workers, describe=lambda c: f"case {c.name!r} of {name}")
+    results = run_parallel(work, cases, num_workers, describe=lambda c: f"case {c.name!r} of {name}", stop=stop)
     for done, (case, analysis) in enumerate(results, start=1):
         if len(analysis.samples) != num_channels:
             raise AutoSegNetError(
@@ -109,6 +117,9 @@ def extract_fingerprint(workspace: Workspace, dataset: str | int, num_workers: i
         records[case.name] = analysis.case
         pooled.add(analysis.samples)
         reporter.emit("case", stage="fingerprint", case=case.name, done=done, total=len(cases))
+    if len(records) < len(cases):
+        raise StopRequested(f"fingerprint stopped after {len(records)} of {len(cases)} cases; "
+                            f"{FINGERPRINT_FILE} not written")
 
     fingerprint = Fingerprint(
         dataset_name=name,

@@ -150,14 +150,15 @@ def array_3d(image: sitk.Image, path: str | Path) -> np.ndarray:
             f"{path} has {image.GetNumberOfComponentsPerPixel()} components per pixel; store each channel "
             "in its own file (case_0000, case_0001, ...)."
         )
+    if image.GetDimension() not in (2, 3):
+        raise AutoSegNetError(
+            f"{path} is a {image.GetDimension()}D image; expected 2D or 3D. A 4D image holds several channels or "
+            "time points: store each in its own file (<case>_0000, <case>_0001, ...), e.g. with `autosegnet "
+            "convert msd` for an MSD dataset."
+        )
     array = sitk.GetArrayFromImage(image)
     if image.GetDimension() == 2:
         array = array[None]
-    elif image.GetDimension() != 3:
-        raise AutoSegNetError(
-            f"{path} is a {image.GetDimension()}D image; expected 2D or 3D. Split 4D multi-channel images "
-            "with `autosegnet convert msd`."
-        )
     return array
 
 
@@ -172,6 +173,7 @@ class SimpleITKIO(ImageIO):
         arrays, geometry = [], None
         for path in paths:
             image = read_sitk(path)
+            array = array_3d(image, path)  # first: names the file of a 4D or vector image
             this = geometry_from_sitk(image)
             if geometry is not None and geometry.differences(this):
                 raise AutoSegNetError(
@@ -179,7 +181,7 @@ class SimpleITKIO(ImageIO):
                     f"{'; '.join(geometry.differences(this))}."
                 )
             geometry = geometry or this
-            arrays.append(array_3d(image, path))
+            arrays.append(array)
         shapes = {a.shape for a in arrays}
         if len(shapes) != 1:
             raise AutoSegNetError(
@@ -189,7 +191,8 @@ class SimpleITKIO(ImageIO):
 
     def read_seg(self, path: str | Path) -> tuple[np.ndarray, Geometry]:
         image = read_sitk(path)
-        return integer_labels(array_3d(image, path), path), geometry_from_sitk(image)
+        array = array_3d(image, path)  # first: names the file of a 4D or vector image
+        return integer_labels(array, path), geometry_from_sitk(image)
 
     def write_seg(self, seg: np.ndarray, path: str | Path, geometry: Geometry) -> None:
         self._write(np.asarray(seg).astype(smallest_label_dtype(seg), copy=False), path, geometry)
@@ -204,7 +207,11 @@ class SimpleITKIO(ImageIO):
             array = array[0]
         image = apply_geometry(sitk.GetImageFromArray(array), geometry)
         with atomic_path(path) as tmp:
-            sitk.WriteImage(image, str(tmp), useCompression=True)
+            try:
+                sitk.WriteImage(image, str(tmp), useCompression=True)
+            except RuntimeError as exc:  # ITK reports a full disk or an unwritable file this way
+                reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown reason"
+                raise AutoSegNetError(f"Cannot write image {path}: {reason}") from None
 
 
 def smallest_label_dtype(seg: np.ndarray) -> np.dtype:

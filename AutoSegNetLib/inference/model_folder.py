@@ -1,8 +1,9 @@
 """A trained model folder: ``plans.json``, ``dataset.json``, ``fold_<k>/checkpoint_<name>.pth``, postprocessing.
 
 Layout (``results/DatasetXXX_Name/AutoSegNet__<plans_name>__<configuration>/``) as training writes it; see
-the workspace layout in the engineering brief. Only our own checkpoint format is read here; nnU-Net model
-folders are converted first (:mod:`AutoSegNetLib.models.nnunet_import`).
+the workspace layout in the engineering brief. Only our own checkpoint format is read here, through the one
+checkpoint reader (:mod:`AutoSegNetLib.utils.checkpoint_io`: plain data and tensors only, nothing that runs code);
+nnU-Net model folders are converted first (:mod:`AutoSegNetLib.models.nnunet_import`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from AutoSegNetLib.dataset.dataset_json import DatasetJson
@@ -21,11 +21,12 @@ from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.fingerprint.format import FINGERPRINT_FILE, Fingerprint
 from AutoSegNetLib.planning.plans import ConfigurationPlan, Plans
 from AutoSegNetLib.utils.atomic import read_json
+from AutoSegNetLib.utils.checkpoint_io import CHECKPOINT_FORMAT as CHECKPOINT_FORMAT  # re-exported
+from AutoSegNetLib.utils.checkpoint_io import read_checkpoint
 from AutoSegNetLib.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = "autosegnet-checkpoint"
 CHECKPOINT_NAMES = ("final", "best", "latest")
 MODEL_FOLDER_PREFIX = "AutoSegNet"
 POSTPROCESSING_FILE = "postprocessing.json"
@@ -182,15 +183,8 @@ class ModelFolder:
         return path
 
     def load_checkpoint(self, fold: str, checkpoint: str = "final") -> dict[str, Any]:
-        """The checkpoint dict of one fold (our own format; loaded on the CPU)."""
-        path = self.checkpoint_path(fold, checkpoint)
-        data = torch.load(path, map_location="cpu", weights_only=False)  # our own files only
-        if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT or "network_weights" not in data:
-            raise AutoSegNetError(
-                f"{path} is not an AutoSegNet checkpoint (no 'format': {CHECKPOINT_FORMAT!r}). Checkpoints of nnU-Net "
-                "are converted with `autosegnet import-nnunet`."
-            )
-        return data
+        """The checkpoint dict of one fold (our own format, plain data and tensors; loaded on the CPU)."""
+        return read_checkpoint(self.checkpoint_path(fold, checkpoint), required=("network_weights",))
 
     def build_network(self) -> nn.Module:
         """The configuration's network, without deep supervision and without initialisation."""
@@ -229,7 +223,7 @@ def _configuration_of(folder: Path, plans: Plans) -> str:
     if parsed is not None and parsed[1] in plans.configurations:
         return parsed[1]
     for checkpoint in sorted(folder.glob("fold_*/checkpoint_*.pth")):
-        data = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        data = read_checkpoint(checkpoint)
         if isinstance(data, dict) and data.get("configuration") in plans.configurations:
             return str(data["configuration"])
     if len(plans.configurations) == 1:

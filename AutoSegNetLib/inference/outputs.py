@@ -4,7 +4,11 @@
 - ``<case>.npz`` (key ``probabilities``, ``(K, Z, Y, X)`` float32) and ``<case>.json`` (geometry, labels, file
   ending: everything :mod:`AutoSegNetLib.inference.ensemble` needs to turn averaged probabilities into files);
 - ``<case>_uncertainty<ending>``: the uncertainty map ``(Z, Y, X)`` float32 in ``[0, 1]`` (``.tif`` for
-  natural-image datasets, whose PNG/JPEG/BMP files cannot hold fractions).
+  natural-image datasets, whose PNG/JPEG/BMP files cannot hold fractions);
+- ``prediction_info.json`` once per folder: the model and settings that produced the files.
+
+:func:`case_outputs` lists these names per case (the one place that knows them all), so that ``predict`` can
+check before it starts that no output would overwrite an input file or another output.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ from AutoSegNetLib.dataset.dataset_json import DatasetJson
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.imageio import Geometry, ImageIO, io_for
 from AutoSegNetLib.utils.atomic import atomic_path, read_json, write_json
+from AutoSegNetLib.utils.os_errors import describe_os_error
 
 PROBABILITIES_FORMAT = "autosegnet-probabilities"
 PROBABILITIES_VERSION = 1
 NATURAL_IMAGE_ENDINGS = (".png", ".bmp", ".gif", ".jpg", ".jpeg")
+PREDICTION_INFO_NAME = "prediction_info.json"
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,32 @@ def uncertainty_path(folder: Path, case: str, ending: str) -> Path:
     return Path(folder) / f"{case}_uncertainty{ending}"
 
 
+def probabilities_paths(folder: Path, case: str) -> tuple[Path, Path]:
+    """``(<case>.npz, <case>.json)``: the stored probabilities and their description."""
+    return Path(folder) / f"{case}.npz", Path(folder) / f"{case}.json"
+
+
+def case_outputs(folder: Path, case: str, ending: str, save_probabilities: bool = False,
+                 uncertainty: bool = False) -> dict[Path, str]:  # fmt: skip
+    """Every file predicting ``case`` writes into ``folder``, with what it is (for messages)."""
+    outputs = {segmentation_path(folder, case, ending): f"the label map of case {case!r}"}
+    if save_probabilities:
+        npz, description = probabilities_paths(folder, case)
+        outputs[npz] = f"the probabilities of case {case!r}"
+        outputs[description] = f"the probabilities description of case {case!r}"
+    if uncertainty:
+        outputs[uncertainty_path(folder, case, ending)] = f"the uncertainty map of case {case!r}"
+    return outputs
+
+
+def cannot_write(folder: Path, error: OSError) -> AutoSegNetError:
+    """The error for an output folder that cannot be written (permission, read-only, full disk, a file there)."""
+    return AutoSegNetError(
+        f"cannot write predictions to {folder}: {describe_os_error(error)} ({error.filename or folder}). Choose "
+        "a folder you can write to with -o, or fix the folder's permissions or free space."
+    )
+
+
 def write_segmentation(folder: Path, case: str, segmentation: np.ndarray, geometry: Geometry, ending: str,
                        io: ImageIO | None = None) -> Path:  # fmt: skip
     """Write ``<case><ending>`` atomically; returns its path."""
@@ -68,10 +100,10 @@ def write_uncertainty(folder: Path, case: str, uncertainty: np.ndarray, geometry
 def write_probabilities(folder: Path, case: str, probabilities: np.ndarray, geometry: Geometry, ending: str,
                         label_info: LabelInfo) -> Path:  # fmt: skip
     """Write ``<case>.npz`` (compressed) and its ``<case>.json`` description; returns the npz path."""
-    path = Path(folder) / f"{case}.npz"
+    path, description = probabilities_paths(folder, case)
     with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as handle:
         np.savez_compressed(handle, probabilities=np.asarray(probabilities, dtype=np.float32))
-    write_json(Path(folder) / f"{case}.json", {
+    write_json(description, {
         "format": PROBABILITIES_FORMAT, "version": PROBABILITIES_VERSION, "case": case,
         "shape": list(probabilities.shape), "file_ending": ending,
         "geometry": {"spacing": list(geometry.spacing), "origin": list(geometry.origin),
@@ -95,7 +127,7 @@ class StoredProbabilities:
 def read_probabilities(folder: Path, case: str) -> StoredProbabilities:
     """Read ``<case>.npz`` and ``<case>.json`` written by :func:`write_probabilities`."""
     folder = Path(folder)
-    npz, meta_path = folder / f"{case}.npz", folder / f"{case}.json"
+    npz, meta_path = probabilities_paths(folder, case)
     if not npz.is_file() or not meta_path.is_file():
         raise AutoSegNetError(
             f"{folder} has no probabilities for case {case!r} ({npz.name} + {meta_path.name}); predict with "

@@ -4,6 +4,11 @@ The predictor holds the loaded networks (one per fold), so predicting many cases
 Per case: preprocess (crop, normalise, resample; for a cascade stage add the one-hot low-resolution
 segmentation as input channels) -> sliding window over all folds and mirrored variants, averaging
 probabilities -> revert to the input's grid -> label map -> postprocessing (if the model folder has rules).
+
+Before any of that, an image the model cannot predict is refused (a 2D image -- one slice -- given to a 3D model),
+and NaN / Inf voxels are replaced by 0 with a warning that counts them (an image without a single finite voxel
+is refused). 0 because SimpleITK's NIfTI reader already turns stored NaN / Inf into 0, so the training cases
+(usually NIfTI) showed the network 0 there; every format now gets the same.
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ from AutoSegNetLib.inference.sliding_window import AVERAGES, sliding_window_pred
 from AutoSegNetLib.inference.uncertainty import UNCERTAINTY_KINDS, disagreement, normalised_entropy
 
 log = logging.getLogger(__name__)
+
+#: What NaN and Inf voxels of an input image are replaced by (see the module docstring).
+NON_FINITE_FILL = 0.0
 
 
 @dataclass
@@ -168,6 +176,8 @@ class Predictor:
         warnings."""
         if uncertainty is not None and uncertainty not in UNCERTAINTY_KINDS:
             raise AutoSegNetError(f"Unknown uncertainty {uncertainty!r}; use one of {', '.join(UNCERTAINTY_KINDS)}.")
+        self._refuse_2d_image_for_3d_model(image, case_name)
+        image, warnings = _finite_image(image, f"case {case_name!r}" if case_name else "The image")
         reorientation, warning = self._orientation(geometry, case_name)
         if reorientation is None:
             result = self._predict(image, geometry, return_probabilities, uncertainty, postprocess)
@@ -178,9 +188,24 @@ class Predictor:
                 None if a is None else np.ascontiguousarray(reorientation.invert(a))
                 for a in (result.segmentation, result.probabilities, result.uncertainty)
             )  # fmt: skip
-        if warning:
-            result.warnings.append(warning)
+        result.warnings.extend(warnings + ([warning] if warning else []))
         return result
+
+    def _refuse_2d_image_for_3d_model(self, image: np.ndarray, case_name: str | None) -> None:
+        """A 3D network pads a single slice up to its patch and returns a meaningless 2D result: refuse it early."""
+        if self.model.configuration.ndim != 3 or np.ndim(image) != 4 or 1 not in np.shape(image)[1:]:
+            return
+        what = f"case {case_name!r}" if case_name else "the image"
+        dataset = self.model.plans.dataset_name
+        parsed = parse_model_folder_name(self.model.folder.name)
+        two_d = self.model.folder.parent / model_folder_name(parsed[0] if parsed else self.model.plans.plans_name, "2d")
+        trained = (f"(trained: {two_d})" if two_d.is_dir() else
+                   f"(none is trained yet: `autosegnet train {dataset} 2d all` first)")  # fmt: skip
+        raise AutoSegNetError(
+            f"{what} is 2D (1 slice) but the model is {self.model.configuration_name}, which needs 3D images "
+            f"(shape {list(np.shape(image)[1:])}, z, y, x). Predict it with a 2d model {trained}: "
+            f"`autosegnet predict -i ... -o ... -d {dataset} -c 2d`."
+        )
 
     def _orientation(self, geometry: Geometry, case_name: str | None) -> tuple[Reorientation | None, str | None]:
         """How to handle an image whose orientation differs from the training cases': ``(reorientation or None,
@@ -265,6 +290,40 @@ class Predictor:
             average=self.average,
         )
         return result if isinstance(result, tuple) else (result, None)
+
+
+def non_finite_warning(what: str, nan: int, inf: int, voxels: int) -> str | None:
+    """The warning for ``nan`` NaN and ``inf`` Inf voxels (of ``voxels``) in ``what`` (None when there are none);
+    :class:`AutoSegNetError` when no voxel is finite."""
+    if nan + inf == 0:
+        return None
+    if nan + inf >= voxels:
+        raise AutoSegNetError(
+            f"{what} holds only NaN or Inf values ({nan} NaN and {inf} Inf voxels of {voxels}): there is nothing to "
+            "segment. Fix or re-export the image, or leave the case out."
+        )
+    return (f"{what}: {nan} NaN and {inf} Inf voxels (of {voxels}) are replaced by {NON_FINITE_FILL:g} before "
+            "prediction (as SimpleITK's NIfTI reader does); check the image if they mark something.")  # fmt: skip
+
+
+def _finite_image(image: np.ndarray, what: str) -> tuple[np.ndarray, list[str]]:
+    """``image`` ``(C, Z, Y, X)`` with NaN / Inf replaced by :data:`NON_FINITE_FILL` (a copy; the caller's array is
+    left alone) and the warnings, one per channel that had any; an error for a channel without a finite voxel."""
+    image = np.asarray(image)
+    if image.dtype.kind != "f" or image.ndim != 4:
+        return image, []
+    bad = ~np.isfinite(image)
+    if not bad.any():
+        return image, []
+    warnings = []
+    for channel in range(image.shape[0]):
+        nan = int(np.isnan(image[channel]).sum())
+        label = f"{what}, channel {channel}" if image.shape[0] > 1 else what
+        warning = non_finite_warning(label, nan, int(bad[channel].sum()) - nan, image[channel].size)
+        if warning:
+            log.warning(warning)
+            warnings.append(warning)
+    return np.where(bad, np.asarray(NON_FINITE_FILL, dtype=image.dtype), image), warnings
 
 
 def _common_axes(axes: list[list[int] | None]) -> list[int] | None:

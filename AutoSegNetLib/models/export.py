@@ -3,7 +3,8 @@
 The zip holds, relative to the dataset's results folder, per model folder: ``plans.json``, ``dataset.json``,
 ``fingerprint.json`` and ``postprocessing.json`` when present, and ``fold_<k>/checkpoint_<name>.pth`` of the
 chosen folds, stripped to what prediction needs (no optimiser, scaler or random-generator state), so the
-checkpoints load with ``torch.load(weights_only=True)``. A cascade stage brings its low-resolution stage along.
+checkpoints load with ``torch.load(weights_only=True)``. Checkpoints are read through the one checkpoint reader,
+which refuses files that would run code. A cascade stage brings its low-resolution stage along.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from AutoSegNetLib.inference.model_folder import (
 from AutoSegNetLib.models.manifest import MANIFEST_NAME, Manifest, ModelEntry
 from AutoSegNetLib.planning.plans import PLANS_VERSION
 from AutoSegNetLib.utils.atomic import atomic_path
+from AutoSegNetLib.utils.checkpoint_io import plain_copy
 from AutoSegNetLib.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -96,15 +98,16 @@ def export_model(
 
 
 def stripped_checkpoint(checkpoint: dict[str, Any]) -> bytes:
-    """The checkpoint with only :data:`EXPORTED_CHECKPOINT_KEYS`, serialised; loadable with ``weights_only=True``."""
+    """The checkpoint with only :data:`EXPORTED_CHECKPOINT_KEYS` as plain data, serialised; loadable with
+    ``weights_only=True`` and no allowed globals."""
     kept = {k: checkpoint[k] for k in EXPORTED_CHECKPOINT_KEYS if k in checkpoint}
-    data = _serialise(kept)
     try:
-        torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception:  # training_config holding non-plain values: leave it out rather than ship pickled objects
+        kept = plain_copy(kept)
+    except TypeError as error:  # training_config holding other objects: leave it out rather than ship them
+        log.warning("Exporting without training_config: %s", error)
         kept.pop("training_config", None)
-        data = _serialise(kept)
-    return data
+        kept = plain_copy(kept)
+    return _serialise(kept)
 
 
 def _serialise(obj: Any) -> bytes:

@@ -5,7 +5,15 @@ Refused, with an error that says why: files that are not zips; entries whose pat
 a newer engine / plans / checkpoint version; files missing from the zip or present without being listed; sizes
 or sha256 that differ from the manifest; a manifest that lists a model without its plans, dataset.json or
 checkpoints; checkpoints that cannot be read as plain tensors (``weights_only``); model folders that exist
-already (unless ``force``). Nothing is written into the results folder until every check has passed.
+already (unless ``force``); a zip that unpacks to more than ``max_size`` bytes (default
+:data:`DEFAULT_MAX_SIZE`, ``--max-size``) or to more than the free disk space, and members compressed more than
+:data:`MAX_COMPRESSION_RATIO`:1 (zip bombs) -- both judged from the zip's directory before anything is unpacked,
+and counted again while unpacking, since a zip can lie; members that do not unpack to their listed size and
+checksum (damaged). Nothing is written into the results folder until every check has passed; a workspace that
+cannot be written is an error naming the folder.
+A stop request (:class:`~AutoSegNetLib.utils.stop.StopRequest`) is honoured before unpacking and between the
+unpacked files: the staging folder is removed and :class:`~AutoSegNetLib.utils.stop.StopRequested` raised, so a
+model is installed completely or not at all.
 """
 
 from __future__ import annotations
@@ -18,16 +26,18 @@ import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
-
-import torch
 
 from AutoSegNetLib import __version__
 from AutoSegNetLib.dataset.dataset_json import DatasetJson
 from AutoSegNetLib.errors import AutoSegNetError
-from AutoSegNetLib.inference.model_folder import CHECKPOINT_FORMAT, fold_folder_name, parse_model_folder_name
+from AutoSegNetLib.inference.model_folder import fold_folder_name, parse_model_folder_name
 from AutoSegNetLib.models.manifest import CHECKPOINT_VERSION, MANIFEST_NAME, Manifest
 from AutoSegNetLib.planning.plans import PLANS_VERSION, Plans
+from AutoSegNetLib.utils.checkpoint_io import read_checkpoint
+from AutoSegNetLib.utils.os_errors import describe_os_error
+from AutoSegNetLib.utils.stop import StopRequest
 from AutoSegNetLib.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -35,9 +45,29 @@ log = logging.getLogger(__name__)
 _DATASET_NAME = re.compile(r"^Dataset\d{3}_[A-Za-z0-9_\-]+$")
 _CHUNK = 1 << 20
 
+#: Default cap on the unpacked size of a model zip (``--max-size``). Exported checkpoints hold fp32 weights only:
+#: a default nnU-Net 3D U-Net is ~120 MB per fold, a ResEnc-L ~400 MB, so 5 folds are 0.6-2 GB and a cascade
+#: (3d_lowres + 3d_cascade_fullres) of ResEnc-L ~4 GB. 16 GB leaves 4x headroom over that and still stops a bomb
+#: long before it fills a typical disk (the free space is checked too).
+DEFAULT_MAX_SIZE = 16 * 10**9
+#: Members compressed more than this are refused: checkpoints (random-looking floats) compress about 1.1:1 and
+#: JSON about 5-10:1, while a zip bomb's zeros compress 1000:1.
+MAX_COMPRESSION_RATIO = 100
+#: Only members unpacking to more than this many bytes are judged by their ratio (small JSON files may compress
+#: well and cannot fill a disk).
+RATIO_CHECKED_ABOVE = 4 * 10**6
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}  # fmt: skip
 
-def install_model(zip_path: str | Path, workspace: Workspace, force: bool = False) -> list[Path]:
-    """Install the model folders of ``zip_path`` into ``workspace.results/<dataset>/``; returns their paths."""
+
+def install_model(zip_path: str | Path, workspace: Workspace, force: bool = False,
+                  stop: StopRequest | None = None, max_size: int = DEFAULT_MAX_SIZE) -> list[Path]:
+    """Install the model folders of ``zip_path`` into ``workspace.results/<dataset>/``; returns their paths.
+
+    ``max_size``: the most bytes the zip may unpack to (see :data:`DEFAULT_MAX_SIZE`).
+    """
+    stop = stop or StopRequest()
+    stop.raise_if_requested("nothing was installed")
     zip_path = Path(zip_path)
     if not zip_path.is_file() or not zipfile.is_zipfile(zip_path):
         raise AutoSegNetError(f"{zip_path} is not a zip file; export models with `autosegnet export-model`.")
@@ -46,6 +76,7 @@ def install_model(zip_path: str | Path, workspace: Workspace, force: bool = Fals
         manifest = read_manifest(archive, members, zip_path)
         check_compatible(manifest, zip_path)
         check_listing(manifest, members, zip_path)
+        total = check_sizes(members, manifest, zip_path, max_size)
         target_root = workspace.results / manifest.dataset_name
         targets = [target_root / entry.folder for entry in manifest.models]
         existing = [t for t in targets if t.exists()]
@@ -53,19 +84,101 @@ def install_model(zip_path: str | Path, workspace: Workspace, force: bool = Fals
             raise AutoSegNetError(
                 f"{', '.join(str(t) for t in existing)} already exist(s). Use --force to replace the installed model."
             )
-        target_root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".install-", dir=target_root))
+        check_free_space(total, target_root, zip_path)
+        staging = _staging_folder(target_root)
         try:
-            extract_verified(archive, manifest, members, staging, zip_path)
+            extract_verified(archive, manifest, members, staging, zip_path, stop, max_size)
             check_contents(manifest, staging, zip_path)
-            for entry, target in zip(manifest.models, targets):
-                if target.exists():
-                    shutil.rmtree(target)
-                (staging / entry.folder).rename(target)
+            stop.raise_if_requested("nothing was installed")
+            _move_into_place(manifest, staging, targets)  # from here on, no stop: all or nothing
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     log.info("Installed %s into %s", ", ".join(e.folder for e in manifest.models), target_root)
     return targets
+
+
+def parse_size(text: str) -> int:
+    """Bytes in a size such as ``8GB``, ``500 MB``, ``1.5GiB`` or ``1000`` (decimal kB/MB/GB/TB, binary
+    KiB/MiB/GiB/TiB, case-insensitive)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([a-zA-Z]*)\s*", str(text))
+    unit = match.group(2).lower() if match else ""
+    if not match or unit not in _UNITS or float(match.group(1)) * _UNITS[unit] < 1:
+        raise AutoSegNetError(
+            f"--max-size {text!r} is not a size; give a number and a unit, e.g. 8GB, 500MB or 2GiB."
+        )
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def format_size(size: int) -> str:
+    """``size`` bytes in decimal units, as :func:`parse_size` reads them (``1kB``, ``12.3kB``, ``16GB``)."""
+    for unit, factor in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if size >= factor:
+            return f"{size / factor:.3g}{unit}"
+    return f"{size}B"
+
+
+def check_sizes(members: dict[str, zipfile.ZipInfo], manifest: Manifest, source: Path, max_size: int) -> int:
+    """Refuse, from the zip's directory, a zip unpacking to more than ``max_size`` bytes or holding a member
+    compressed more than :data:`MAX_COMPRESSION_RATIO`:1; returns the unpacked size in bytes."""
+    for name in manifest.files:
+        info = members[name]
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size > RATIO_CHECKED_ABOVE and ratio > MAX_COMPRESSION_RATIO:
+            raise _bomb(source, name, info.file_size, ratio)
+    total = sum(members[name].file_size for name in manifest.files)
+    if total > max_size:
+        raise AutoSegNetError(
+            f"{source} unpacks to {format_size(total)}, more than --max-size {format_size(max_size)}; nothing was "
+            f"installed. If you trust this zip, install it with a larger --max-size (e.g. --max-size "
+            f"{format_size(total * 11 // 10)})."
+        )
+    return total
+
+
+def check_free_space(total: int, folder: Path, source: Path) -> None:
+    """Refuse a zip that unpacks to more bytes than the disk holding ``folder`` (or its nearest parent) has free."""
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+    free = shutil.disk_usage(existing).free
+    if total > free:
+        raise AutoSegNetError(
+            f"{source} unpacks to {format_size(total)} but {existing} has only {format_size(free)} free; free some "
+            "space or install into another workspace (--workspace)."
+        )
+
+
+def _bomb(source: Path, name: str, size: int, ratio: float) -> AutoSegNetError:
+    return AutoSegNetError(
+        f"{source}: {name} unpacks to {format_size(size)} but is compressed {ratio:.0f}:1, more than "
+        f"{MAX_COMPRESSION_RATIO}:1 (model files compress about 1.1:1): this looks like a zip bomb; nothing was "
+        "installed."
+    )
+
+
+def _cannot_install(folder: Path, error: OSError) -> AutoSegNetError:
+    return AutoSegNetError(
+        f"cannot install into {folder}: {describe_os_error(error)} ({error.filename or folder}); nothing was "
+        "installed. Choose a workspace you can write to (--workspace or $AUTOSEGNET_HOME), or fix the folder's "
+        "permissions or free space."
+    )
+
+
+def _staging_folder(target_root: Path) -> Path:
+    """A new hidden folder in ``target_root`` to unpack into (same file system: moving it in place is a rename)."""
+    try:
+        target_root.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".install-", dir=target_root))
+    except OSError as error:
+        raise _cannot_install(target_root, error) from None
+
+
+def _move_into_place(manifest: Manifest, staging: Path, targets: list[Path]) -> None:
+    try:
+        for entry, target in zip(manifest.models, targets):
+            if target.exists():
+                shutil.rmtree(target)
+            (staging / entry.folder).rename(target)
+    except OSError as error:
+        raise _cannot_install(targets[0].parent, error) from None
 
 
 def checked_members(archive: zipfile.ZipFile, source: Path) -> dict[str, zipfile.ZipInfo]:
@@ -109,6 +222,8 @@ def read_manifest(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo],
         data = json.loads(archive.read(MANIFEST_NAME))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise AutoSegNetError(f"{source}: {MANIFEST_NAME} is not valid JSON ({error}).") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+        raise AutoSegNetError(f"{source}: {MANIFEST_NAME} cannot be unpacked ({error}); the zip is damaged.") from None
     return Manifest.from_dict(data, f"{source}:{MANIFEST_NAME}")
 
 
@@ -163,25 +278,51 @@ def check_listing(manifest: Manifest, members: dict[str, zipfile.ZipInfo], sourc
 
 
 def extract_verified(
-    archive: zipfile.ZipFile, manifest: Manifest, members: dict[str, zipfile.ZipInfo], staging: Path, source: Path
+    archive: zipfile.ZipFile, manifest: Manifest, members: dict[str, zipfile.ZipInfo], staging: Path, source: Path,
+    stop: StopRequest | None = None, max_size: int = DEFAULT_MAX_SIZE,
 ) -> None:
-    """Extract every listed file into ``staging``, never more bytes than listed, checking each sha256."""
+    """Extract every listed file into ``staging``, never more bytes than listed (per file) or than ``max_size``
+    (in all), nor a member unpacking like a bomb, checking each sha256; a stop request raises
+    :class:`~AutoSegNetLib.utils.stop.StopRequested` between files."""
+    total = 0
     for name, info in manifest.files.items():
+        if stop is not None:
+            stop.raise_if_requested("nothing was installed")
         target = staging.joinpath(*PurePosixPath(name).parts)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        digest = hashlib.sha256()
-        written = 0
-        with archive.open(members[name]) as src, open(target, "wb") as dst:
-            while block := src.read(_CHUNK):
-                written += len(block)
-                if written > info["size"]:
-                    raise AutoSegNetError(f"{source}: {name} unpacks to more bytes than the manifest lists.")
-                digest.update(block)
-                dst.write(block)
-        if written != info["size"] or digest.hexdigest() != info["sha256"]:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            written, digest = _extract_member(archive, members[name], target, source, max_size - total)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+            raise AutoSegNetError(
+                f"{source}: {name} cannot be unpacked ({error}); the zip is damaged or was tampered with."
+            ) from None
+        except OSError as error:
+            raise _cannot_install(staging.parent, error) from None
+        total += written
+        if written != info["size"] or digest != info["sha256"]:
             raise AutoSegNetError(
                 f"{source}: {name} does not match its sha256 in the manifest; the zip is damaged or was tampered with."
             )
+
+
+def _extract_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, source: Path,
+                    budget: int) -> tuple[int, str]:  # fmt: skip
+    """Copy one member to ``target``, counting bytes: refused past its listed size, past ``budget`` (what is left of
+    ``--max-size``) or past :data:`MAX_COMPRESSION_RATIO` times its compressed size. Returns ``(bytes, sha256)``."""
+    digest = hashlib.sha256()
+    written = 0
+    with archive.open(info) as src, open(target, "wb") as dst:
+        while block := src.read(_CHUNK):
+            written += len(block)
+            if written > info.file_size:
+                raise AutoSegNetError(f"{source}: {info.filename} unpacks to more bytes than the manifest lists.")
+            if written > budget:
+                raise AutoSegNetError(f"{source} unpacks to more than --max-size; nothing was installed.")
+            if written > RATIO_CHECKED_ABOVE and written > MAX_COMPRESSION_RATIO * max(info.compress_size, 1):
+                raise _bomb(source, info.filename, written, written / max(info.compress_size, 1))
+            digest.update(block)
+            dst.write(block)
+    return written, digest.hexdigest()
 
 
 def check_contents(manifest: Manifest, staging: Path, source: Path) -> None:
@@ -194,14 +335,9 @@ def check_contents(manifest: Manifest, staging: Path, source: Path) -> None:
         for fold in entry.folds:
             path = folder / fold_folder_name(fold) / f"checkpoint_{entry.checkpoint}.pth"
             try:
-                data = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as error:
-                raise AutoSegNetError(
-                    f"{source}: {entry.folder}/{path.parent.name}/{path.name} holds more than weights and plain data "
-                    f"and is not loaded for safety ({type(error).__name__})."
-                ) from None
-            if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT or "network_weights" not in data:
-                raise AutoSegNetError(f"{source}: {entry.folder}/{path.parent.name}/{path.name} is not a checkpoint.")
+                read_checkpoint(path, required=("network_weights",))  # weights_only: refuses pickled code
+            except AutoSegNetError as error:
+                raise AutoSegNetError(f"{source}: {entry.folder}/{path.parent.name}/{path.name}: {error}") from None
 
 
 def _major(version: str) -> int:

@@ -12,20 +12,25 @@ from __future__ import annotations
 import copy
 import logging
 import re
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from AutoSegNetLib.dataset.dataset_json import METADATA_KEYS, OPTIONAL_KEYS, REQUIRED_KEYS, DatasetJson
 from AutoSegNetLib.errors import AutoSegNetError
-from AutoSegNetLib.inference.model_folder import CHECKPOINT_FORMAT, fold_folder_name, model_folder_name, parse_folds
+from AutoSegNetLib.inference.model_folder import fold_folder_name, model_folder_name, parse_folds
 from AutoSegNetLib.network import NetworkSpec, build_network
 from AutoSegNetLib.planning.plans import ConfigurationPlan, Plans, ResamplingSettings
-from AutoSegNetLib.utils.atomic import atomic_path, read_json
+from AutoSegNetLib.utils.atomic import atomic_folder, read_json
+from AutoSegNetLib.utils.checkpoint_io import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    UnsafeCheckpointError,
+    load_plain,
+    write_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +51,11 @@ def import_nnunet_model(
 ) -> Path:
     """Convert the nnU-Net v2 model folder ``source``; returns the new model folder.
 
-    It is written to ``results_dataset/AutoSegNet__<plans>__<configuration>`` (default: beside ``source``).
-    ``trust_checkpoints`` allows checkpoints that hold arbitrary Python objects (loading them runs code from
-    the file); by default only tensors, plain data and NumPy scalars are accepted.
+    It is written to ``results_dataset/AutoSegNet__<plans>__<configuration>`` (default: beside ``source``),
+    through a hidden folder beside it that is renamed at the end: a refused import leaves nothing, a refused
+    ``force`` import leaves the earlier one. ``trust_checkpoints`` allows checkpoints that hold arbitrary Python
+    objects (loading them runs code from the file); by default only tensors, plain data and NumPy numbers are
+    accepted.
     """
     source = Path(source)
     for required in ("plans.json", "dataset.json"):
@@ -64,22 +71,17 @@ def import_nnunet_model(
     if not chosen:
         raise AutoSegNetError(f"{source} has no fold_<k>/checkpoint_{checkpoint}.pth.")
     target = Path(results_dataset or source.parent) / model_folder_name(plans.plans_name, configuration)
-    if target.exists():
-        if not force:
-            raise AutoSegNetError(f"{target} exists already; pass --force to replace it.")
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
-    plans.save(target / "plans.json")
-    dataset_json.save(target / "dataset.json")
-    extra_inputs = _cascade_inputs(conf, dataset_json)
-    for fold in chosen:
-        path = source / fold_folder_name(fold) / f"checkpoint_{checkpoint}.pth"
-        converted = convert_checkpoint(load_nnunet_checkpoint(path, trust_checkpoints), conf, dataset_json,
-                                       extra_inputs, str(path))  # fmt: skip
-        destination = target / fold_folder_name(fold) / "checkpoint_final.pth"
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(destination, suffix=".pth") as tmp:
-            torch.save(converted, tmp)
+    if target.exists() and not force:
+        raise AutoSegNetError(f"{target} exists already; pass --force to replace it.")
+    with atomic_folder(target, replace=force) as staging:
+        plans.save(staging / "plans.json")
+        dataset_json.save(staging / "dataset.json")
+        extra_inputs = _cascade_inputs(conf, dataset_json)
+        for fold in chosen:
+            path = source / fold_folder_name(fold) / f"checkpoint_{checkpoint}.pth"
+            converted = convert_checkpoint(load_nnunet_checkpoint(path, trust_checkpoints), conf, dataset_json,
+                                           extra_inputs, str(path))  # fmt: skip
+            write_checkpoint(staging / fold_folder_name(fold) / "checkpoint_final.pth", converted)
     log.info("Imported %s (%s, folds %s) to %s", source.name, configuration, ", ".join(chosen), target)
     return target
 
@@ -257,18 +259,18 @@ def dataset_json_from_nnunet(raw: dict[str, Any], source: str) -> DatasetJson:
 
 # ----- checkpoints ---------------------------------------------------------------------------------
 def load_nnunet_checkpoint(path: Path, trust: bool = False) -> dict[str, Any]:
-    """An nnU-Net checkpoint dict, loaded without running code from it unless ``trust``."""
+    """An nnU-Net checkpoint dict, loaded without running code from it unless ``trust`` (the one place where
+    AutoSegNet unpickles arbitrary objects, on the user's explicit ``--trust-checkpoints``)."""
     try:
-        with torch.serialization.safe_globals(_numpy_globals()):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        if trust:
-            log.warning("Loading %s with arbitrary Python objects (trusted by --trust-checkpoints).", path)
-            return torch.load(path, map_location="cpu", weights_only=False)
-        raise AutoSegNetError(
-            f"{path} holds Python objects besides tensors and plain data ({type(error).__name__}); loading it "
-            "would run code from the file. If you trust its source, pass --trust-checkpoints."
-        ) from None
+        return load_plain(path)
+    except UnsafeCheckpointError as refused:
+        if not trust:
+            raise AutoSegNetError(
+                f"{path} holds Python objects besides tensors and plain data ({', '.join(refused.names)}); loading "
+                "it would run code from the file. If you trust its source, pass --trust-checkpoints."
+            ) from None
+    log.warning("Loading %s with arbitrary Python objects (trusted by --trust-checkpoints).", path)
+    return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def convert_checkpoint(data: dict[str, Any], conf: ConfigurationPlan, dataset_json: DatasetJson, extra_inputs: int,
@@ -288,7 +290,7 @@ def convert_checkpoint(data: dict[str, Any], conf: ConfigurationPlan, dataset_js
         ) from None
     axes = data.get("inference_allowed_mirroring_axes", tuple(range(conf.ndim)))
     return {
-        "format": CHECKPOINT_FORMAT, "version": 1, "network_weights": network.state_dict(),
+        "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "network_weights": network.state_dict(),
         "epoch": int(data.get("current_epoch", 0) or 0), "best_ema": _float_or_none(data.get("_best_ema")),
         "configuration": conf.name,
         "inference_allowed_mirroring_axes": None if axes is None else [int(a) for a in axes],
@@ -301,15 +303,6 @@ def _strip_prefix(key: str) -> str:
         while key.startswith(prefix):
             key = key[len(prefix):]
     return key
-
-
-def _numpy_globals() -> list[Any]:
-    try:
-        import numpy._core.multiarray as multiarray
-    except ImportError:  # NumPy < 2
-        import numpy.core.multiarray as multiarray
-    dtypes = ("float64", "float32", "float16", "int64", "int32", "int16", "int8", "uint8", "bool")
-    return [multiarray.scalar, multiarray._reconstruct, np.ndarray, np.dtype, *(type(np.dtype(d)) for d in dtypes)]
 
 
 # ----- small helpers -------------------------------------------------------------------------------

@@ -32,6 +32,30 @@ def initial_patch_size(spacing: Sequence[float], median_shape: Sequence[float]) 
     return np.array([min(p, m) for p, m in zip(patch, median_shape[:dim])])
 
 
+class ImagesTooSmallError(AutoSegNetError):
+    """The median image is too small for a U-Net's first pooling step."""
+
+
+def require_poolable(spacing: Sequence[float], median_shape: Sequence[float], min_feature_map_size: int,
+                     configuration: str) -> None:
+    """Raise :class:`ImagesTooSmallError` when the initial patch allows no pooling (a U-Net needs two stages).
+
+    Pooling needs at least ``2 x min_feature_map_size`` voxels along two or more axes of similar spacing, or
+    ``3 x min_feature_map_size`` along a single axis (see :mod:`~AutoSegNetLib.planning.topology`).
+    """
+    patch = initial_patch_size(spacing, median_shape)
+    if pool_and_conv_props(spacing, patch, min_feature_map_size).num_stages >= 2:
+        return
+    shape = [int(round(n)) for n in median_shape[: len(spacing)]]
+    raise ImagesTooSmallError(
+        f"The images are too small to plan the {configuration} configuration: the median image, cropped to its "
+        f"non-zero region and resampled to {[round(float(s), 4) for s in spacing]} mm, is {shape} voxels, but a "
+        f"U-Net needs at least one pooling step: at least {2 * min_feature_map_size} voxels along two axes of "
+        f"similar spacing, or at least {3 * min_feature_map_size} along one. Check that imagesTr holds the real "
+        "images (not placeholders) and that the spacing in their headers is right."
+    )
+
+
 @dataclass(frozen=True)
 class PatchFit:
     """A topology (incl. the patch) whose memory estimate fits, and that estimate (elements, batch 1)."""

@@ -23,7 +23,13 @@ from AutoSegNetLib.fingerprint import Fingerprint
 from AutoSegNetLib.imageio import io_for
 from AutoSegNetLib.planning.memory import feature_map_size
 from AutoSegNetLib.planning.normalization import normalization_plan
-from AutoSegNetLib.planning.patch_size import PatchFit, batch_size_for, fit_patch
+from AutoSegNetLib.planning.patch_size import (
+    ImagesTooSmallError,
+    PatchFit,
+    batch_size_for,
+    fit_patch,
+    require_poolable,
+)
 from AutoSegNetLib.planning.plans import ConfigurationPlan, Plans
 from AutoSegNetLib.planning.spacing import fullres_target_spacing, median_resampled_shape, transpose_for
 from AutoSegNetLib.planning.topology import Topology
@@ -99,9 +105,9 @@ class ExperimentPlanner:
                 cascade = copy.deepcopy(fullres)
                 cascade.name, cascade.previous_stage = "3d_cascade_fullres", "3d_lowres"
                 configurations["3d_cascade_fullres"] = cascade
-        plan_2d = self.plan_configuration("2d", spacing[1:], median_shape[1:], context.dataset_voxels, context)
-        plan_2d.batch_dice = True
-        configurations = {"2d": plan_2d, **configurations}
+        plan_2d = self._plan_2d(spacing, median_shape, context, have_3d=bool(configurations))
+        if plan_2d is not None:
+            configurations = {"2d": plan_2d, **configurations}
         return Plans(
             dataset_name=dataset_name or fingerprint.dataset_name,
             plans_name=self.plans_name,
@@ -115,6 +121,19 @@ class ExperimentPlanner:
             configurations=configurations,
             gpu_memory_target_gb=float(self.gpu_memory_target_gb),
         )
+
+    def _plan_2d(self, spacing: np.ndarray, median_shape: np.ndarray, context: _Context,
+                 have_3d: bool) -> ConfigurationPlan | None:
+        """``2d``; None (with a warning) when its slices are too small for a U-Net but a 3D configuration exists."""
+        try:
+            plan_2d = self.plan_configuration("2d", spacing[1:], median_shape[1:], context.dataset_voxels, context)
+        except ImagesTooSmallError as exc:
+            if not have_3d:
+                raise
+            log.warning("No 2d configuration: %s", exc)
+            return None
+        plan_2d.batch_dice = True
+        return plan_2d
 
     # ----- steps (override these in a custom planner) ------------------------------------------------
     def target_spacing(self, fingerprint: Fingerprint) -> np.ndarray:
@@ -139,8 +158,11 @@ class ExperimentPlanner:
                 spacing *= self.lowres_spacing_factor
             shape = fullres_spacing / spacing * median_shape
             median_voxels = float(np.prod(shape, dtype=np.float64))
-            lowres = self.plan_configuration("3d_lowres", spacing.copy(), np.array([round(s) for s in shape]),
-                                             median_voxels * context.fingerprint.num_cases, context)
+            try:
+                lowres = self.plan_configuration("3d_lowres", spacing.copy(), np.array([round(s) for s in shape]),
+                                                 median_voxels * context.fingerprint.num_cases, context)
+            except ImagesTooSmallError:
+                break  # coarser would be too small for a U-Net: keep the last lowres candidate (if any)
             patch_voxels = float(np.prod(lowres.patch_size, dtype=np.int64))
             log.debug("3d_lowres candidate: spacing %s, patch %s", spacing.round(4).tolist(), lowres.patch_size)
         if np.prod(median_shape, dtype=np.float64) / median_voxels < self.lowres_min_voxel_ratio:
@@ -168,6 +190,7 @@ class ExperimentPlanner:
                 return elements > reference
             return elements / ref_batch * self.fit_batch_size > reference
 
+        require_poolable(spacing, median_shape, self.min_feature_map_size, name)
         fit: PatchFit = fit_patch(spacing, median_shape, estimate, too_large, self.min_feature_map_size)
         patch = [int(p) for p in fit.topology.patch_size]
         batch = batch_size_for(reference, fit.estimate, ref_batch, dataset_voxels, patch,

@@ -4,20 +4,32 @@ Incremental (see :mod:`AutoSegNetLib.preprocessing.incremental`): only new or ch
 cases that left the raw dataset are removed, and changed preprocessing settings redo everything. Each worker
 process handles one case at a time and reads it once for all requested configurations; configurations that
 would produce identical arrays for a case (e.g. ``2d`` and ``3d_fullres`` at the same spacing) share the files
-through hard links.
+through hard links. A stop request ends the run between cases: the cases written stay, the folders stay
+marked incomplete (:data:`~AutoSegNetLib.preprocessing.storage.INCOMPLETE_MARKER`, refused by training) until a
+run does all its work. Only such a run writes the folder's :mod:`~AutoSegNetLib.preprocessing.manifest` (every
+raw case with its content hash), which training requires.
+
+Safety: the cheap integrity checks of ``verify`` run first (``require_training_layout``; a numTraining that no
+longer matches only warns here, as incremental runs follow added and removed cases -- the fingerprint, first
+stage of plan-and-preprocess, refuses it) and on every case read (``read_checked_case``, see
+:mod:`AutoSegNetLib.dataset.verify`); each configuration folder is locked (:data:`LOCK_FILE`), so a second run
+on it fails at once naming the running one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from AutoSegNetLib.dataset.dataset_json import DatasetJson
 from AutoSegNetLib.dataset.raw import Case, RawDataset
+from AutoSegNetLib.dataset.verify import read_checked_case, require_training_layout
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.planning.plans import ConfigurationPlan, Plans
 from AutoSegNetLib.preprocessing.case import preprocess_case_arrays, target_spacing
@@ -29,14 +41,19 @@ from AutoSegNetLib.preprocessing.incremental import (
     preprocessing_hash,
     record_files,
 )
-from AutoSegNetLib.preprocessing.storage import link_case, remove_case, save_case
+from AutoSegNetLib.preprocessing.manifest import Manifest, invalidate
+from AutoSegNetLib.preprocessing.storage import link_case, mark_complete, mark_incomplete, remove_case, save_case
 from AutoSegNetLib.progress import ProgressReporter
 from AutoSegNetLib.utils.atomic import read_json
+from AutoSegNetLib.utils.locks import FileLock
+from AutoSegNetLib.utils.stop import StopRequest
 from AutoSegNetLib.utils.workers import run_parallel
 from AutoSegNetLib.workspace import Workspace
 
 log = logging.getLogger(__name__)
 _STATE_SAVE_INTERVAL_S = 10.0
+#: Lock file in a configuration folder, held while a run preprocesses into it (see :mod:`AutoSegNetLib.utils.locks`).
+LOCK_FILE = ".preprocessing.lock"
 
 
 @dataclass
@@ -60,11 +77,13 @@ class _Task:
 
 
 def preprocess_dataset(workspace: Workspace, dataset: str | int, configurations: list[str], num_workers: int,
-                       reporter: ProgressReporter | None = None, plans_name: str = "plans") -> dict[str, Any]:
+                       reporter: ProgressReporter | None = None, plans_name: str = "plans",
+                       stop: StopRequest | None = None) -> dict[str, Any]:
     """Preprocess the training cases of ``dataset`` for ``configurations`` (names in ``<plans_name>.json``).
 
     Returns a summary: per configuration the folder, the number of cases, which were (re)written, how many
-    were already up to date and which were removed; plus the wall time in seconds.
+    were already up to date and which were removed; plus the wall time in ``seconds`` and ``stopped``: True when
+    ``stop`` was requested before every case was done (no further case is started then).
     """
     started = time.perf_counter()
     reporter = reporter or ProgressReporter("none")
@@ -74,18 +93,45 @@ def preprocess_dataset(workspace: Workspace, dataset: str | int, configurations:
         raise AutoSegNetError(f"No plans at {plans_path}. Run `autosegnet plan {dataset}` first.")
     plans = Plans.load(plans_path)
     raw = RawDataset.open(workspace.raw / name)
+    require_training_layout(raw.folder, only_warn=("num_training_mismatch",))  # cases may come and go in between
     cases = raw.training_cases()
     if not cases:
         raise AutoSegNetError(f"{raw.folder} has no training cases (imagesTr is empty or missing).")
     targets = _targets(plans, configurations, workspace.preprocessed / name, raw.dataset_json)
-    states = {t.folder: FolderState.load(t.folder) for t in targets}
-    work, summary = _plan_work(cases, targets, states, raw.folder)
-    reporter.emit("stage", stage="preprocess", dataset=name, configurations=[t.configuration.name for t in targets],
-                  cases=len(cases), to_process=len(work), message=_overview(summary))
-    tasks = [_Task(raw.folder, case, case_targets, plans, raw.dataset_json) for case, case_targets in work]
-    _run(tasks, states, summary, num_workers, reporter)
+    with contextlib.ExitStack() as locks:
+        for target in targets:
+            locks.enter_context(_lock(target, name, dataset))
+        summary = _preprocess(raw, cases, plans, targets, num_workers, reporter, stop)
     summary["seconds"] = round(time.perf_counter() - started, 3)
     return summary
+
+
+def _preprocess(raw: RawDataset, cases: list[Case], plans: Plans, targets: list[_Target], num_workers: int,
+                reporter: ProgressReporter, stop: StopRequest | None) -> dict[str, Any]:
+    """The work of :func:`preprocess_dataset` once its folders are locked; the manifests are written last."""
+    for target in targets:
+        invalidate(target.folder)  # from here on the folder counts as incomplete until the manifest is back
+    states = {t.folder: FolderState.load(t.folder) for t in targets}
+    work, summary = _plan_work(cases, targets, states, raw.folder)
+    reporter.emit("stage", stage="preprocess", dataset=raw.name, configurations=[t.configuration.name for t in targets],
+                  cases=len(cases), to_process=len(work), message=_overview(summary))
+    tasks = [_Task(raw.folder, case, case_targets, plans, raw.dataset_json) for case, case_targets in work]
+    done = _run(tasks, states, summary, num_workers, reporter, stop)
+    if done == len(tasks):
+        for target in targets:
+            cases_hashes = {case.name: states[target.folder].cases[case.name].input_hash for case in cases}
+            Manifest(cases_hashes, target.settings_hash).save(target.folder)
+            mark_complete(target.folder)
+    summary["stopped"] = done < len(tasks)
+    return summary
+
+
+def _lock(target: _Target, dataset_name: str, dataset: str | int) -> FileLock:
+    """The lock of one configuration folder (one preprocessing run per folder at a time)."""
+    conf = target.configuration.name
+    return FileLock(target.folder / LOCK_FILE, f"Preprocessing of {dataset_name} {conf}",
+                    f"Wait for it to finish (or stop it), then run `autosegnet preprocess {dataset} -c {conf}` again "
+                    "if needed; two runs writing one folder would mix their cases.")
 
 
 def _targets(plans: Plans, configurations: list[str], folder: Path, dataset_json: DatasetJson) -> list[_Target]:
@@ -139,12 +185,16 @@ def _plan_work(cases: list[Case], targets: list[_Target], states: dict[Path, Fol
 
 
 def _run(tasks: list[_Task], states: dict[Path, FolderState], summary: dict[str, Any], num_workers: int,
-         reporter: ProgressReporter) -> None:
+         reporter: ProgressReporter, stop: StopRequest | None) -> int:
+    """Process the tasks (until a stop request); returns how many were done."""
     if not tasks:
-        return
+        return 0
+    for folder, pending in Counter(t.folder for task in tasks for t in task.targets).items():
+        mark_incomplete(folder, pending)
     last_save = time.monotonic()
+    index = 0
     try:
-        for index, (task, result) in enumerate(run_parallel(_process_case, tasks, num_workers, _describe), 1):
+        for index, (task, result) in enumerate(run_parallel(_process_case, tasks, num_workers, _describe, stop), 1):
             for target in task.targets:
                 states[target.folder].cases[task.case.name] = CaseSource.from_dict(result["source"][target.folder.name])
                 summary[target.configuration.name]["preprocessed"].append(task.case.name)
@@ -159,6 +209,7 @@ def _run(tasks: list[_Task], states: dict[Path, FolderState], summary: dict[str,
             state.save()
     for entry in summary.values():
         entry["preprocessed"].sort()
+    return index
 
 
 def _process_case(task: _Task) -> dict[str, Any]:
@@ -166,7 +217,7 @@ def _process_case(task: _Task) -> dict[str, Any]:
     started = time.perf_counter()
     records = record_files(task.case, task.raw_folder)
     input_hash = combined_hash(records)
-    image, seg, geometry = RawDataset(task.raw_folder, task.dataset_json).read_case(task.case)
+    image, seg, geometry = read_checked_case(RawDataset(task.raw_folder, task.dataset_json), task.case)
     done: dict[tuple, Path] = {}
     sources = {}
     for target in task.targets:

@@ -9,6 +9,8 @@ One folder per configuration (``preprocessed/DatasetXXX/<data_identifier>/``) ho
 Plain ``.npy`` files are opened memory-mapped, so a training patch reads only the bytes it needs
 (see docs/decisions/0002-preprocessed-storage.md for the measurements behind this choice).
 Every file is written atomically; the properties file is written last and marks a case as complete.
+While a preprocessing run adds cases to a folder, :data:`INCOMPLETE_MARKER` sits in it; only a run that did all
+its work removes it, so a folder left by a stopped, failed or killed run is never taken for a complete one.
 ``load_case`` returns the properties with ``class_locations`` = ``{key: (n, 4) int32 array}``.
 """
 
@@ -26,6 +28,19 @@ from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.utils.atomic import atomic_path, read_json, write_json
 
 ARRAY_SUFFIXES = (".npy", "_seg.npy", "_locations.npy")
+#: File in a configuration folder whose preprocessing has started but not finished (hidden: not a case).
+INCOMPLETE_MARKER = ".preprocessing_incomplete"
+
+
+def mark_incomplete(folder: Path, pending: int) -> None:
+    """Mark ``folder`` as being filled (``pending`` cases still to write) until :func:`mark_complete`."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    write_json(Path(folder) / INCOMPLETE_MARKER, {"pending_cases": pending})
+
+
+def mark_complete(folder: Path) -> None:
+    """Remove the marker of :func:`mark_incomplete` (every case of the run was written)."""
+    (Path(folder) / INCOMPLETE_MARKER).unlink(missing_ok=True)
 
 
 def save_case(folder: Path, name: str, data: np.ndarray, seg: np.ndarray | None, properties: dict[str, Any]) -> None:
@@ -106,6 +121,11 @@ class PreprocessedDataset:
             raise AutoSegNetError(
                 f"No preprocessed data at {self.folder}. Run `autosegnet preprocess` (or plan-and-preprocess) first."
             )
+
+    @property
+    def is_complete(self) -> bool:
+        """False while the folder carries :data:`INCOMPLETE_MARKER` (preprocessing stopped or failed midway)."""
+        return not (self.folder / INCOMPLETE_MARKER).exists()
 
     @property
     def case_names(self) -> list[str]:

@@ -1,10 +1,13 @@
-"""Checkpoints: one versioned dict per file, written atomically (temporary file + rename).
+"""Checkpoints: one versioned dict per file, written atomically (temporary file, fsync, rename).
 
 Contents (``torch.save``): ``format``, ``version``, ``network_weights`` (state dict of the bare network),
 ``optimizer_state``, ``grad_scaler_state``, ``epoch`` (epochs completed), ``best_ema``, ``log`` (the
 per-epoch log, plus ``in_progress`` when saved in the middle of an epoch), ``rng_state`` (Python, NumPy,
 torch, CUDA and the batch counters), ``training_config``, ``configuration`` and
-``inference_allowed_mirroring_axes``. Only our own files are loaded, with ``weights_only=False``.
+``inference_allowed_mirroring_axes``. All of it is tensors and plain data (the NumPy random state is stored as a
+list of numbers), so files load with ``torch.load(weights_only=True)``; reading and writing go through
+:mod:`AutoSegNetLib.utils.checkpoint_io`, which refuses files that would run code. Each save first removes the
+temporaries of checkpoint writers that died (a SIGKILL during a save).
 """
 
 from __future__ import annotations
@@ -17,11 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from AutoSegNetLib.errors import AutoSegNetError
-from AutoSegNetLib.utils.atomic import atomic_path
+from AutoSegNetLib.utils.atomic import remove_stale_temporaries
+from AutoSegNetLib.utils.checkpoint_io import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, read_checkpoint, write_checkpoint
 
-CHECKPOINT_FORMAT = "autosegnet-checkpoint"
-CHECKPOINT_VERSION = 1
 CHECKPOINT_NAMES = ("checkpoint_final.pth", "checkpoint_latest.pth", "checkpoint_best.pth")
 
 
@@ -40,7 +41,7 @@ def capture_rng_state(batch_counters: dict[str, int]) -> dict[str, Any]:
     """The state of every random generator training uses, and the batch counters of the data streams."""
     state = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": _plain_numpy_state(np.random.get_state()),
         "torch": torch.get_rng_state(),
         "sampler": dict(batch_counters),
     }
@@ -52,40 +53,38 @@ def capture_rng_state(batch_counters: dict[str, int]) -> dict[str, Any]:
 def restore_rng_state(state: dict[str, Any]) -> dict[str, int]:
     """Restore what :func:`capture_rng_state` captured; returns the batch counters."""
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))  # keys: a list, or an old array
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     return dict(state.get("sampler", {}))
 
 
+def _plain_numpy_state(state: tuple) -> tuple:
+    """NumPy's legacy random state with the key array as a list of ints (no NumPy objects in checkpoints)."""
+    name, keys, *rest = state
+    return (name, [int(k) for k in keys], *(v.item() if isinstance(v, np.generic) else v for v in rest))
+
+
 def save_checkpoint(path: Path, **contents: Any) -> Path:
-    """Write a checkpoint dict atomically; ``contents`` are the fields listed in the module docstring."""
-    checkpoint = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **contents}
-    with atomic_path(path, suffix=".pth") as tmp:
-        torch.save(checkpoint, tmp)
-    return Path(path)
+    """Write a checkpoint dict atomically; ``contents`` are the fields listed in the module docstring.
+
+    Temporaries left in the folder by checkpoint writers that died are removed first.
+    """
+    path = Path(path)
+    remove_stale_checkpoint_temporaries(path.parent)
+    return write_checkpoint(path, {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **contents})
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read and check a checkpoint written by :func:`save_checkpoint` (tensors on the CPU)."""
-    path = Path(path)
-    if not path.is_file():
-        raise AutoSegNetError(f"Checkpoint {path} does not exist.")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise AutoSegNetError(f"Checkpoint {path} cannot be read ({type(exc).__name__}: {exc}).") from exc
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise AutoSegNetError(
-            f"{path} is not an AutoSegNet checkpoint. nnU-Net model folders are read by `autosegnet import-nnunet`."
-        )
-    if checkpoint.get("version") != CHECKPOINT_VERSION:
-        raise AutoSegNetError(
-            f"{path}: checkpoint version {checkpoint.get('version')!r} is not supported (this engine reads "
-            f"version {CHECKPOINT_VERSION})."
-        )
-    return checkpoint
+    """Read and check a checkpoint written by :func:`save_checkpoint` (tensors on the CPU); errors name the file."""
+    return read_checkpoint(path)
+
+
+def remove_stale_checkpoint_temporaries(fold_folder: Path) -> list[Path]:
+    """Delete the half-written temporaries of :data:`CHECKPOINT_NAMES` whose writers died; returns them."""
+    return [p for name in CHECKPOINT_NAMES for p in remove_stale_temporaries(Path(fold_folder) / name)]
 
 
 def newest_checkpoint(fold_folder: Path) -> Path | None:

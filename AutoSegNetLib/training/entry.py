@@ -1,11 +1,15 @@
 """``train``: the training stage's entry function (what ``autosegnet train`` calls).
 
 Prepares the fold, builds the components, resumes or fine-tunes, runs the loop inside a clean-stop signal
-guard, saves the final checkpoint and validates. Returns the model folder.
+guard, saves the final checkpoint and validates. Returns the model folder. A stop request (signal or stop file,
+see :mod:`AutoSegNetLib.utils.stop`) is honoured during training; the final validation runs to its end. The fold
+is locked (:func:`~AutoSegNetLib.training.fold_setup.fold_lock`, held by rank 0 under DDP) before anything is
+written into its folder, so a second training of it fails at once naming the running one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -28,14 +32,20 @@ from AutoSegNetLib.training.distributed import (
     init_process_group,
     shutdown_process_group,
 )
-from AutoSegNetLib.training.fold_setup import FoldSetup, fold_folder_name, model_folder_path, populate_model_folder
+from AutoSegNetLib.training.fold_setup import (
+    FoldSetup,
+    fold_folder_name,
+    fold_lock,
+    model_folder_path,
+    populate_model_folder,
+)
 from AutoSegNetLib.training.fold_setup import prepare_fold as _prepare_fold
 from AutoSegNetLib.training.loader import BatchLoader, DataWorkerError
 from AutoSegNetLib.training.loop import LoopSettings, TrainingState, run_training
 from AutoSegNetLib.training.outputs import FoldOutputs, restore_state
 from AutoSegNetLib.training.runtime import Runtime, make_runtime
-from AutoSegNetLib.training.stop import StopRequest, stop_on_signals
 from AutoSegNetLib.training.validation import validate_fold
+from AutoSegNetLib.utils.stop import STOP_FILE_NAME, StopRequest, stop_on_signals
 from AutoSegNetLib.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -43,12 +53,14 @@ log = logging.getLogger(__name__)
 
 def train(workspace: Workspace, dataset: str, configuration: str, fold: int | str, config: TrainingConfig,
           reporter: ProgressReporter, continue_training: bool = False, pretrained: Path | None = None,
-          validate_only: bool = False, distributed: DistributedSettings | None = None) -> Path:
+          validate_only: bool = False, distributed: DistributedSettings | None = None,
+          stop: StopRequest | None = None) -> Path:
     """Train (or resume, fine-tune, validate) one fold of a configuration; returns the model folder.
 
     ``fold`` is 0..4 (per ``splits_final.json``) or ``"all"``. ``distributed``: this process's place in a DDP
-    job (None = single process). A SIGINT/SIGTERM stops cleanly after the current step with
-    ``checkpoint_latest.pth`` saved (resume with ``continue_training``).
+    job (None = single process). A SIGINT/SIGTERM, or ``stop`` becoming requested (e.g. its stop file appearing),
+    stops cleanly after the current step with ``checkpoint_latest.pth`` saved and a ``done`` event with
+    ``status="stopped"`` (resume with ``continue_training``). Under DDP the ranks agree on stopping at each step.
     """
     is_main = distributed is None or distributed.is_main
     runtime = make_runtime(config.device, config.amp, config.channels_last,
@@ -58,15 +70,19 @@ def train(workspace: Workspace, dataset: str, configuration: str, fold: int | st
     status = ProgressReporter("none")
     try:
         setup = _prepare(workspace, dataset, configuration, fold, is_main)
-        if is_main:
-            populate_model_folder(setup, workspace)
-            reporter = reporter.with_status_file(setup.fold_folder / "status.json")
-            status = ProgressReporter("none", status_file=setup.fold_folder / "status.json")
-        else:
-            reporter = ProgressReporter("none")
-        with stop_on_signals(StopRequest()) as stop:
-            _run(setup, workspace, config, runtime, reporter, stop, continue_training, pretrained, validate_only,
-                 distributed)
+        with fold_lock(setup) if is_main else contextlib.nullcontext():
+            if is_main:
+                populate_model_folder(setup, workspace)
+                reporter = reporter.with_status_file(setup.fold_folder / "status.json")
+                status = ProgressReporter("none", status_file=setup.fold_folder / "status.json")
+            else:
+                reporter = ProgressReporter("none")
+            stop = stop or StopRequest()
+            if is_main:
+                _watch_fold_stop_file(stop, setup.fold_folder)
+            with stop_on_signals(stop) as stop:
+                _run(setup, workspace, config, runtime, reporter, stop, continue_training, pretrained, validate_only,
+                     distributed)
         return setup.model_folder
     except AutoSegNetError as exc:
         status.emit("error", message=str(exc))  # the CLI reports it on the stream
@@ -183,10 +199,12 @@ def _final_validation(setup: FoldSetup, workspace: Workspace, c: TrainingCompone
 
 def train_in_processes(num_processes: int, workspace: Workspace, dataset: str, configuration: str, fold: int | str,
                        config: TrainingConfig, progress_mode: str, continue_training: bool = False,
-                       pretrained: Path | None = None, validate_only: bool = False) -> None:
+                       pretrained: Path | None = None, validate_only: bool = False,
+                       stop: StopRequest | None = None) -> None:
     """Start ``num_processes`` DDP processes on this machine (``--num-gpus``) running :func:`train`.
 
-    Progress events of rank 0 go to this process's stdout. A failing rank fails the whole run.
+    Progress events of rank 0 go to this process's stdout. A failing rank fails the whole run. Each rank gets
+    a copy of ``stop`` and watches its stop file itself (signals are not passed on to the ranks).
     """
     import torch
 
@@ -198,14 +216,24 @@ def train_in_processes(num_processes: int, workspace: Workspace, dataset: str, c
         )
     try:
         spawn(_train_rank, num_processes, args=(workspace, dataset, configuration, fold, config.to_dict(),
-                                                progress_mode, continue_training, pretrained, validate_only))
+                                                progress_mode, continue_training, pretrained, validate_only, stop))
     except Exception as exc:  # torch.multiprocessing.ProcessRaisedException carries the rank's traceback
         raise AutoSegNetError(f"A training process failed: {exc}") from exc
 
 
 def _train_rank(settings: DistributedSettings, workspace: Workspace, dataset: str, configuration: str,
                 fold: int | str, config: dict[str, Any], progress_mode: str, continue_training: bool,
-                pretrained: Path | None, validate_only: bool) -> None:
+                pretrained: Path | None, validate_only: bool, stop: StopRequest | None) -> None:
     logging.basicConfig(level=logging.INFO if settings.is_main else logging.WARNING, format="%(message)s")
     train(workspace, dataset, configuration, fold, TrainingConfig.from_dict(config), ProgressReporter(progress_mode),
-          continue_training, pretrained, validate_only, settings)
+          continue_training, pretrained, validate_only, settings, stop)
+
+
+def _watch_fold_stop_file(stop: StopRequest, fold_folder: Path) -> None:
+    """Stop also when ``<fold>/stop`` appears (how 3D Slicer stops a training it found through ``status.json``);
+    one left over from an earlier stop is removed first, or this run would stop at once."""
+    path = fold_folder / STOP_FILE_NAME
+    if path.exists():
+        log.info("Removing the stop request %s left by an earlier run.", path)
+        path.unlink(missing_ok=True)
+    stop.watch(path)

@@ -1,7 +1,11 @@
 """Resolve what one training run works on: dataset, plans, configuration, labels, fold cases, model folder.
 
 Model folder layout: ``results/<Dataset>/AutoSegNet__<plans_name>__<configuration>/`` holding copies of
-``plans.json``, ``dataset.json`` and ``fingerprint.json``, and one ``fold_<k>/`` (or ``fold_all/``) per fold.
+``plans.json``, ``dataset.json`` and ``fingerprint.json``, and one ``fold_<k>/`` (or ``fold_all/``) per fold, which
+holds :data:`FOLD_LOCK_FILE` while a training runs on it.
+
+Training only starts on preprocessed data that a finished preprocessing run recorded as complete and that still
+matches the raw dataset and the plans (:func:`~AutoSegNetLib.preprocessing.manifest.require_up_to_date`).
 """
 
 from __future__ import annotations
@@ -11,12 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from AutoSegNetLib.dataset.dataset_json import DatasetJson
+from AutoSegNetLib.dataset.raw import RawDataset
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.planning.plans import ConfigurationPlan, Plans
+from AutoSegNetLib.preprocessing.incremental import preprocessing_hash
+from AutoSegNetLib.preprocessing.manifest import require_up_to_date
 from AutoSegNetLib.preprocessing.storage import PreprocessedDataset
 from AutoSegNetLib.training.splits import cases_for_fold, load_or_create_splits
 from AutoSegNetLib.utils.atomic import atomic_path, read_json
+from AutoSegNetLib.utils.locks import FileLock
 from AutoSegNetLib.workspace import Workspace
+
+#: Lock file in a fold folder, held by the training of that fold (see :mod:`AutoSegNetLib.utils.locks`).
+FOLD_LOCK_FILE = ".training.lock"
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,9 @@ def prepare_fold(workspace: Workspace, dataset: str, configuration: str, fold: i
         )
     dataset_json = DatasetJson.load(_dataset_json_path(workspace, name))
     preprocessed = PreprocessedDataset(pre / plan.data_identifier)
+    raw = RawDataset.open(workspace.raw / name) if (workspace.raw / name / "dataset.json").is_file() else None
+    settings = preprocessing_hash(plans, plan, raw.dataset_json if raw is not None else dataset_json)
+    require_up_to_date(preprocessed, raw, settings, f"autosegnet preprocess {dataset} -c {configuration}")
     cases = preprocessed.case_names
     if not cases:
         raise AutoSegNetError(f"No preprocessed cases in {preprocessed.folder}. Run `autosegnet preprocess` first.")
@@ -94,6 +108,16 @@ def prepare_fold(workspace: Workspace, dataset: str, configuration: str, fold: i
     return FoldSetup(name, configuration, fold_key, plans, plan, dataset_json,
                      LabelSetup.from_dataset_json(dataset_json), preprocessed, train_cases, val_cases,
                      model_folder, model_folder / fold_folder_name(fold_key))
+
+
+def fold_lock(setup: FoldSetup) -> FileLock:
+    """The lock that keeps a second training off this fold (it would mix checkpoints, logs and status)."""
+    return FileLock(
+        setup.fold_folder / FOLD_LOCK_FILE, f"Training of {setup.dataset_name} {setup.configuration} fold {setup.fold}",
+        f"Wait for it to finish, or stop it (create {setup.fold_folder / 'stop'}: it saves checkpoint_latest.pth and "
+        "ends; `--continue` resumes), then run this command again. Two trainings of one fold would overwrite each "
+        "other's checkpoints and logs.",
+    )
 
 
 def populate_model_folder(setup: FoldSetup, workspace: Workspace) -> None:

@@ -2,8 +2,9 @@
 
 An epoch is ``iterations_per_epoch`` training steps on batches ``epoch * iterations + i`` of the train stream,
 then ``val_iterations`` validation batches (loss and pseudo-Dice confusion counts). A stop request (SIGINT /
-SIGTERM) is honoured after the current step; the state then records the iteration reached, so resuming
-continues mid-epoch exactly where training stopped.
+SIGTERM or a stop file, see :mod:`AutoSegNetLib.utils.stop`) is honoured after the current step, once every rank
+agrees (:func:`any_rank`); the state then records the iteration reached, so resuming continues mid-epoch exactly
+where training stopped.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from AutoSegNetLib.training.loader import BatchLoader
 from AutoSegNetLib.training.progress_log import EpochRecord, TrainingLog
 from AutoSegNetLib.training.schedule import fit_epochs_to_budget, set_learning_rate
 from AutoSegNetLib.training.step import TrainingComponents, train_step, validation_step
-from AutoSegNetLib.training.stop import StopRequest
+from AutoSegNetLib.utils.stop import StopRequest
 
 
 @dataclass

@@ -3,7 +3,8 @@
 ``num_workers`` is honoured exactly (0 or 1 = in this process). A worker that raises propagates its
 error (with the item it was working on); a worker process that is killed (out of memory, segfault)
 fails the whole run with a clear message instead of hanging, because ``ProcessPoolExecutor`` marks the
-pool as broken.
+pool as broken. With a :class:`~AutoSegNetLib.utils.stop.StopRequest`, no new item is started once a stop is
+requested: the items in flight finish and are yielded, the rest are skipped (the caller sees fewer results).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.utils.stop import StopRequest, is_stopped
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -27,15 +29,18 @@ class WorkerError(AutoSegNetError):
 
 
 def run_parallel(fn: Callable[[T], R], items: Iterable[T], num_workers: int,
-                 describe: Callable[[T], str] = str) -> Iterator[tuple[T, R]]:
+                 describe: Callable[[T], str] = str, stop: StopRequest | None = None) -> Iterator[tuple[T, R]]:
     """Yield ``(item, fn(item))`` as results complete, using ``num_workers`` processes.
 
     At most ``num_workers`` items are in flight at once, so memory stays bounded by one item per worker.
-    ``fn`` must be picklable (a module-level function or a ``functools.partial`` of one).
+    ``fn`` must be picklable (a module-level function or a ``functools.partial`` of one). Once ``stop`` is
+    requested no further item is started; those already started are finished and yielded.
     """
     items = list(items)
     if num_workers <= 1 or len(items) <= 1:
         for item in items:
+            if is_stopped(stop):
+                return
             yield item, _call(fn, item, describe)
         return
     context = multiprocessing.get_context(_start_method())
@@ -44,6 +49,8 @@ def run_parallel(fn: Callable[[T], R], items: Iterable[T], num_workers: int,
         queue = iter(items)
         try:
             for item in queue:
+                if is_stopped(stop):
+                    break
                 pending[pool.submit(fn, item)] = item
                 if len(pending) >= num_workers:
                     yield from _drain(pending, describe, return_when=FIRST_COMPLETED)

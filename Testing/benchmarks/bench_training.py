@@ -78,6 +78,8 @@ def synthetic_workspace(root: Path, batch_2d: int, n_cases: int = 40):
     import numpy as np
 
     from AutoSegNetLib.dataset.dataset_json import DatasetJson
+    from AutoSegNetLib.preprocessing.incremental import preprocessing_hash
+    from AutoSegNetLib.preprocessing.manifest import Manifest
     from AutoSegNetLib.preprocessing.storage import save_case
     from AutoSegNetLib.workspace import Workspace
 
@@ -102,6 +104,10 @@ def synthetic_workspace(root: Path, batch_2d: int, n_cases: int = 40):
         for conf in plans.configurations.values():
             save_case(pre / conf.data_identifier, f"hippocampus_{index:03d}", image[None], seg[None],
                       {"class_locations": locations})
+    dataset_json = DatasetJson.load(pre / "dataset.json")
+    for conf in plans.configurations.values():  # training requires the record that the folder is complete
+        Manifest({f"hippocampus_{i:03d}": "synthetic" for i in range(n_cases)},
+                 preprocessing_hash(plans, conf, dataset_json)).save(pre / conf.data_identifier)
     return workspace
 
 

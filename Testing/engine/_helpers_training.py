@@ -8,6 +8,8 @@ import numpy as np
 
 from AutoSegNetLib.dataset.dataset_json import DatasetJson
 from AutoSegNetLib.planning.plans import ConfigurationPlan, Plans
+from AutoSegNetLib.preprocessing.incremental import preprocessing_hash
+from AutoSegNetLib.preprocessing.manifest import Manifest
 from AutoSegNetLib.preprocessing.storage import save_case
 from AutoSegNetLib.training import TrainingConfig
 from AutoSegNetLib.workspace import Workspace
@@ -85,6 +87,9 @@ def tiny_workspace(root: Path, patch: list[int] | None = None, n_cases: int = 5,
     for index in range(n_cases):
         image, seg = synthetic_case(rng, shape, channels, len(values), ignore_label=ignore)
         save_case(folder, f"case_{index:03d}", image, seg, {"class_locations": class_locations(seg[0], values)})
+    conf = next(iter(plans.configurations.values()))  # no raw images: the record only says the folder is complete
+    Manifest({f"case_{i:03d}": "synthetic" for i in range(n_cases)}, preprocessing_hash(plans, conf, dataset_json)
+             ).save(folder)
     return workspace
 
 

@@ -208,7 +208,7 @@ def test_a_checkpoint_with_pickled_objects_is_refused(model_zip, target, tmp_pat
     def change(entries: Entries, manifest: dict) -> None:
         entries[:] = [(i, data if i.filename == name else d) for i, d in entries]
         manifest["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
-    with pytest.raises(AutoSegNetError, match="not loaded for safety"):
+    with pytest.raises(AutoSegNetError, match="would run code from the file, so it is refused"):
         install_model(rebuilt(model_zip, tmp_path / "bad.zip", change), target)
 
 

@@ -27,6 +27,8 @@ from AutoSegNetLib.cli import main
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.preprocessing import PreprocessedDataset, preprocess_dataset
 from AutoSegNetLib.preprocessing.incremental import STATE_FILE
+from AutoSegNetLib.preprocessing.manifest import MANIFEST_FILE
+from AutoSegNetLib.preprocessing.preprocess_dataset import LOCK_FILE
 from AutoSegNetLib.progress import ProgressReporter
 from AutoSegNetLib.workspace import Workspace
 
@@ -257,7 +259,8 @@ def test_state_file_is_not_listed_as_a_case(a_hippocampus_workspace):
     folder = ws.preprocessed / HIPPO / "plans_3d_fullres"
     assert (folder / STATE_FILE).is_file()
     assert PreprocessedDataset(folder).case_names == cases_of(ws)
-    assert not [p for p in os.listdir(folder) if p.endswith(".tmp") or p.startswith(".") and p != STATE_FILE]
+    kept = {STATE_FILE, MANIFEST_FILE, LOCK_FILE}  # the cache, the completion record, the (released) lock
+    assert not [p for p in os.listdir(folder) if p.endswith(".tmp") or p.startswith(".") and p not in kept]
 
 
 def test_a_bad_case_fails_the_run_naming_the_case(a_hippocampus_workspace):

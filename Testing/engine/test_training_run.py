@@ -225,7 +225,7 @@ def test_a_failed_checkpoint_write_leaves_the_previous_checkpoint_readable(tmp_p
     checkpoints.save_checkpoint(path, epoch=1)
 
     def crash(obj, target):
-        Path(target).write_bytes(b"half a checkpoint")
+        target.write(b"half a checkpoint")  # checkpoints are saved into an open file
         raise OSError("disk full")
 
     monkeypatch.setattr(checkpoints.torch, "save", crash)

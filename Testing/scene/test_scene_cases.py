@@ -7,11 +7,13 @@ import json
 import numpy as np
 import pytest
 import slicer
+from AutoSegNetSceneLib import cases as cases_module
 from AutoSegNetSceneLib.cases import CASE_NAME, LABEL_ROLE, TrainingSet
+from AutoSegNetSceneLib.labels import normalise_name
 from AutoSegNetSceneLib.synthetic import add_synthetic_case
 
 from AutoSegNetLib.errors import AutoSegNetError
-from Testing.scene._helpers_slicer import add_segmentation, add_volume
+from Testing.scene._helpers_slicer import add_segmentation, add_volume, node_summary
 
 
 def test_adding_a_case_tags_the_volume_and_references_its_segmentation(a_scene, a_training_set):
@@ -107,3 +109,78 @@ def test_the_training_set_survives_saving_and_reloading_the_scene(a_scene, a_tra
     assert np.array_equal(slicer.util.arrayFromVolume(case.volume), slicer.util.arrayFromVolume(volume))
     assert json.loads(case.label_node.GetAttribute("AutoSegNet.SegmentNames"))
     reloaded.Clear(1)
+
+
+# ----- listing cases is cheap: no labelmap import, no voxels read on a refresh ---------------------------------
+def names_by_slicers_import(training_set, label_node) -> list[str]:
+    """Segment names as the case list gave them before it was made cheap: import, then read the segments."""
+    with training_set.as_segmentation(label_node) as segmentation_node:
+        segmentation = segmentation_node.GetSegmentation()
+        return [normalise_name(segmentation.GetNthSegment(i).GetName())
+                for i in range(segmentation.GetNumberOfSegments())]
+
+
+def colour_table(scene, names: dict[int, str]):
+    table = scene.AddNewNodeByClass("vtkMRMLColorTableNode", "colours")
+    table.SetTypeToUser()
+    table.SetNumberOfColors(8)
+    for value, name in names.items():
+        table.SetColor(value, name, 0.5, 0.5, 0.5, 1.0)
+    return table
+
+
+@pytest.mark.parametrize(("values", "dtype", "colours"), [
+    ([3, 7], np.uint8, None),
+    ([5], np.uint8, None),  # one value without a colour name: Slicer names it after the node
+    ([-2, 5, 300], np.int16, None),
+    ([5, 70000], np.int32, None),
+    ([1, 2, 3], np.uint8, {1: "liver", 2: "  kidney  "}),
+    ([1], np.uint8, {1: "liver"}),
+    ([2.0, 1.0], np.float32, None),
+])
+def test_labelmap_segment_names_are_the_names_slicers_import_gives(a_scene, a_training_set, values, dtype, colours):
+    labels = np.zeros((4, 5, 6), dtype)
+    labels.flat[[7 * i + 1 for i in range(len(values))]] = values
+    labelmap = add_volume(a_scene, labels, class_name="vtkMRMLLabelMapVolumeNode", name="my labels")
+    if colours is not None:
+        labelmap.CreateDefaultDisplayNodes()
+        labelmap.GetDisplayNode().SetAndObserveColorNodeID(colour_table(a_scene, colours).GetID())
+    before = node_summary(a_scene)
+    assert a_training_set.segment_names(labelmap) == names_by_slicers_import(a_training_set, labelmap)
+    assert node_summary(a_scene) == before
+
+
+def test_segmentation_names_are_listed_as_before_without_importing_anything(a_scene, a_training_set, monkeypatch):
+    volume, segmentation, _ = add_synthetic_case(a_scene, "p1", names={1: " liver ", 2: "kidney"})
+    a_training_set.add_case([volume], segmentation)
+    monkeypatch.setattr(TrainingSet, "as_segmentation", lambda *a: pytest.fail("listing imported a label node"))
+    assert a_training_set.cases()[0].segment_names == ["liver", "kidney"]
+
+
+def test_listing_reads_a_labelmaps_voxels_once_per_change(a_scene, a_training_set, monkeypatch):
+    volume = add_volume(a_scene, np.zeros((4, 5, 6), np.int16))
+    labels = np.zeros((4, 5, 6), np.uint8)
+    labels[0, 0, 0] = 3
+    labelmap = add_volume(a_scene, labels, class_name="vtkMRMLLabelMapVolumeNode", name="labels")
+    reads = []
+    monkeypatch.setattr(cases_module, "present_values",
+                        lambda node: reads.append(1) or np.unique(slicer.util.arrayFromVolume(node)))
+    a_training_set.add_case([volume], labelmap)
+    for _ in range(3):
+        assert a_training_set.cases()[0].segment_names == ["labels"]
+    assert len(reads) == 1
+    slicer.util.arrayFromVolume(labelmap)[1, 1, 1] = 7
+    slicer.util.arrayFromVolumeModified(labelmap)
+    assert [a_training_set.cases()[0].segment_names for _ in range(2)] == [["Label_3", "Label_7"]] * 2
+    assert len(reads) == 2
+
+
+def test_a_reloaded_scene_lists_labelmap_names_from_the_record_without_reading_voxels(
+        a_scene, a_training_set, monkeypatch):
+    volume = add_volume(a_scene, np.zeros((4, 5, 6), np.int16))
+    labels = np.zeros((4, 5, 6), np.uint8)
+    labels[0, 0, 0], labels[1, 1, 1] = 3, 7
+    a_training_set.add_case([volume], add_volume(a_scene, labels, class_name="vtkMRMLLabelMapVolumeNode"))
+    cases_module._LABELMAP_CACHE.clear()  # what a new Slicer session starts with
+    monkeypatch.setattr(cases_module, "present_values", lambda node: pytest.fail("listing read voxels"))
+    assert a_training_set.cases()[0].segment_names == ["Label_3", "Label_7"]

@@ -168,28 +168,48 @@ def test_settings_are_read_from_the_parameter_node(logic):
     assert logic.trainingSettings(parameters, epochs=3).epochs == 3
 
 
-def test_the_workflow_adds_exports_and_verifies_through_the_timer_callback(workflow, a_scene, a_workspace):
+def test_the_workflow_exports_and_verifies_through_the_timer_callback(workflow, a_scene, a_workspace):
     for index in range(2):
         volume, segmentation, _ = add_synthetic_case(a_scene, f"p{index}", seed=index)
         workflow.training_set().add_case([volume], segmentation)
     dataset = DatasetSettings(a_workspace, 21, "Logic", ("CT",))
-    assert workflow.export(dataset).written == ["case_0001", "case_0002"]
-    job = workflow.start_verify(dataset)
-    poll_like_the_timer(workflow, lambda: not job.running)
-    assert job.state.status == "finished", job.log_tail()
-    assert workflow.verify_summary(job).startswith("Dataset check passed: 0 error(s)")
-    assert workflow.take_new_segmentation() is None, "a finished verify must not change the selected result"
+    job = workflow.start_export(dataset)
+    assert job.in_process, "staging runs in Slicer's process, step by step"
+    longest = poll_like_the_timer(workflow, lambda: not job.running)
+    assert longest < 0.2, f"a poll kept the GUI thread busy {longest:.3f} s"
+    assert job.state.status == "finished", job.state.message
+    assert workflow.last_export.written == ["case_0001", "case_0002"]
+    assert [c.status for c in workflow.training_set().cases()] == ["exported", "exported"]
+    summary = workflow.export_summary(job)
+    assert "2 written" in summary and "Dataset check passed: 0 error(s)" in summary
+    assert workflow.take_new_segmentation() is None, "a finished export must not change the selected result"
+    with pytest.raises(Exception, match="no training cases"):
+        workflow.training_set().remove_case(workflow.training_set().cases()[0].volume)
+        workflow.training_set().remove_case(workflow.training_set().cases()[0].volume)
+        workflow.start_export(dataset)
+
+
+def test_a_training_cannot_start_while_an_export_is_running(module, workflow, a_scene, a_workspace):
+    volume, segmentation, _ = add_synthetic_case(a_scene, "p0")
+    workflow.training_set().add_case([volume], segmentation)
+    dataset = DatasetSettings(a_workspace, 24, "Busy", ("CT",))
+    job = workflow.start_export(dataset)
+    settings = module.AutoSegNetLogic.trainingSettings(module.AutoSegNetLogic().getParameterNode())
+    with pytest.raises(RuntimeError, match="export job is still running"):
+        workflow.start_training(dataset, settings)
+    job.kill()
+    workflow.poll()
+    assert job.state.status == "stopped"
 
 
 def test_jobs_run_behind_pythonslicer_as_in_slicer(workflow, a_scene, a_workspace, python_slicer):
     volume, segmentation, _ = add_synthetic_case(a_scene, "p0")
     workflow.training_set().add_case([volume], segmentation)
     dataset = DatasetSettings(a_workspace, 23, "Launcher", ("CT",))
-    workflow.export(dataset)
-    job = workflow.start_verify(dataset)
-    assert job.record["command"][0] == str(python_slicer)
+    job = workflow.start_export(dataset)
     poll_like_the_timer(workflow, lambda: not job.running)
-    assert job.state.status == "finished", job.log_tail()
+    assert job.state.status == "finished", job.state.message
+    assert job.current.record["command"][0] == str(python_slicer)  # the verify step, behind the launcher
 
 
 def test_auto_configuration_is_2d_for_single_slice_images(workflow, a_scene):
@@ -241,7 +261,7 @@ def test_a_prediction_finishing_after_close_scene_is_not_imported_into_the_new_s
     poll_like_the_timer(workflow, lambda: not job.running)
     assert workflow.take_new_segmentation() is None
     assert a_scene.GetNodesByClass("vtkMRMLSegmentationNode").GetNumberOfItems() == 0
-    assert "not imported: the scene was closed" in job.state.message
+    assert "not imported: the volume it segments is no longer in the scene" in job.state.message
     assert Path(job.meta["prediction"]).is_dir(), "the prediction files stay for the user"
 
 
@@ -316,15 +336,20 @@ def test_the_whole_self_test_passes_on_the_real_layer(module, a_scene, python_sl
 
 
 # ----- helpers -----------------------------------------------------------------------------------------------
-def poll_like_the_timer(workflow, done, timeout: float = 60.0, chart: bool = False) -> None:
-    """What the widget's 0.5 s timer does (faster here): ``workflow.poll()`` and the chart refresh."""
+def poll_like_the_timer(workflow, done, timeout: float = 60.0, chart: bool = False) -> float:
+    """What the panel's timer does (faster here): ``workflow.poll()`` and the chart refresh; returns the longest
+    time one call kept this (the GUI) thread busy, in seconds."""
     deadline = time.monotonic() + timeout
+    longest = 0.0
     while not done():
+        started = time.perf_counter()
         workflow.poll()
         if chart:
             workflow.update_chart()
+        longest = max(longest, time.perf_counter() - started)
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+    return longest
 
 
 def _finished_prediction_job(scene, tmp_path, delay: float = 0.0):
