@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from AutoSegNetLib.progress_text import TextProgress
 from AutoSegNetLib.utils.atomic import write_json
 
 log = logging.getLogger(__name__)
@@ -25,16 +26,19 @@ MODES = ("none", "text", "json")
 class ProgressReporter:
     """Emit progress events as JSON lines, log lines, or not at all, and keep a status file."""
 
-    def __init__(self, mode: str = "none", stream: TextIO | None = None, status_file: Path | None = None) -> None:
+    def __init__(self, mode: str = "none", stream: TextIO | None = None, status_file: Path | None = None,
+                 text: TextProgress | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"progress mode must be one of {MODES}, got {mode!r}")
         self.mode = mode
         self.stream = stream if stream is not None else sys.stdout
         self.status_file = Path(status_file) if status_file else None
+        # text mode: bars on a terminal (stderr, beside the log), readable log lines elsewhere
+        self.text = text if text is not None or mode != "text" else TextProgress(sys.stderr)
 
     def with_status_file(self, status_file: Path | None) -> ProgressReporter:
-        """The same reporter writing its latest event to ``status_file``."""
-        return ProgressReporter(self.mode, self.stream, status_file)
+        """The same reporter (same bars) writing its latest event to ``status_file``."""
+        return ProgressReporter(self.mode, self.stream, status_file, self.text)
 
     def emit(self, event: str, **fields: Any) -> dict[str, Any]:
         """Send one event; returns it (as written)."""
@@ -42,8 +46,8 @@ class ProgressReporter:
         if self.mode == "json":
             self.stream.write(json.dumps(record, default=_plain) + "\n")
             self.stream.flush()
-        elif self.mode == "text":
-            log.info("%s: %s", event, ", ".join(f"{k}={_short(v)}" for k, v in fields.items()))
+        elif self.text is not None:
+            self.text.handle(record)
         if self.status_file is not None:
             try:
                 write_json(self.status_file, record, durable=True)  # re-attaching reads it after a crash
@@ -63,10 +67,4 @@ def read_status(status_file: Path) -> dict[str, Any] | None:
 def _plain(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
-    return str(value)
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
     return str(value)

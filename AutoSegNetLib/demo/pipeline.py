@@ -60,7 +60,8 @@ def run_demo(workspace: Workspace, settings: DemoSettings, reporter: ProgressRep
     test_folder = workspace.results / dataset / "demo_test"
     stage("predict", lambda: _predict(model_folder, test_folder, settings, reporter))
     summary = stage("evaluate", lambda: _evaluate(folder, test_folder))
-    dice = {name: round(values["Dice"], 4) for name, values in summary["mean"].items()}
+    names = summary.get("labels", {})  # label key -> name: the Dice is reported by label name
+    dice = {names.get(key, key): round(values["Dice"], 4) for key, values in summary["mean"].items()}
     result = {"dataset": dataset, "model_folder": str(model_folder), "timings_s": timings, "test_dice": dice}
     reporter.emit("done", **result)
     return result

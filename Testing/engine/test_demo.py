@@ -36,7 +36,7 @@ def test_demo_runs_every_stage_and_reports_dice_per_label(tmp_path, capsys):
     for expected in ("dataset", "verify", "plan", "preprocess", "train", "predict", "evaluate"):
         assert expected in stages
     done = [e for e in events if e["event"] == "done" and "test_dice" in e][-1]
-    assert set(done["test_dice"]) == {"1", "2"}
+    assert set(done["test_dice"]) == {"inner", "outer"}  # by label name
     assert all(0.0 <= d <= 1.0 for d in done["test_dice"].values())
     model = tmp_path / "results" / "Dataset900_SyntheticEllipsoids"
     assert list(model.glob("*/fold_0/checkpoint_final.pth"))
