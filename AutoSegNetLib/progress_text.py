@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, TextIO
 
 log = logging.getLogger("AutoSegNetLib.progress")
@@ -98,9 +99,13 @@ class TextProgress:
 
 # ----- the lines ------------------------------------------------------------------------------------------------
 def stage_line(record: dict[str, Any]) -> str:
+    """``== preprocess: <message>``, or the stage's plain fields when it has no message."""
+    name = record.get("stage") or record.get("name") or "stage"
+    if record.get("message"):
+        return f"== {name}: {record['message']}"
     details = ", ".join(f"{k} {_short(v)}" for k, v in record.items()
                         if k not in ("event", "time", "stage", "name") and not isinstance(v, (list, dict)))
-    return f"== {record.get('stage') or record.get('name') or 'stage'}" + (f" ({details})" if details else "")
+    return f"== {name}" + (f" ({details})" if details else "")
 
 
 def case_line(record: dict[str, Any]) -> str:
@@ -142,9 +147,10 @@ def _short(value: Any) -> str:
 
 
 def _is_tty(stream: TextIO) -> bool:
+    """A terminal with a width (a pseudo-terminal of 0 columns, e.g. under `script`, shows no bar: lines then)."""
     try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
+        return stream.isatty() and os.get_terminal_size(stream.fileno()).columns > 0
+    except (AttributeError, ValueError, OSError):
         return False
 
 
