@@ -78,6 +78,8 @@ def build_config(args: argparse.Namespace, base: TrainingConfig | None = None) -
         data.update({k: v for k, v in FINETUNE_OVERRIDES.items() if getattr(args, k, None) is None})
     data.update({field: getattr(args, option) for option, field in FIELD_OPTIONS.items()
                  if getattr(args, option) is not None})
+    if args.warmup_epochs is None and data.get("warmup_epochs", 0) >= data.get("epochs", 1) > 0:
+        data["warmup_epochs"] = data["epochs"] - 1  # the fine-tuning default warm-up, shortened to a short schedule
     if args.compile:
         data["compile"] = True
     for flag in ("channels_last", "fast_norm"):

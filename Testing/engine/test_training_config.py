@@ -88,3 +88,12 @@ def test_time_budget_fits_epochs_from_measured_epoch_times():
     assert fit_epochs_to_budget(100.0, 30.0, [20.0, 10.0], 1000) == 2 + 7
     assert fit_epochs_to_budget(100.0, 30.0, [20.0, 10.0], 5) == 5
     assert fit_epochs_to_budget(10.0, 30.0, [20.0, 10.0], 1000) == 2
+
+
+def test_a_fine_tuning_schedule_shorter_than_its_default_warm_up_gets_a_shorter_warm_up(tmp_path):
+    """Retrain in Slicer with 1-3 epochs used to fail: warm-up 3 must be smaller than epochs."""
+    for epochs, warmup in ((1, 0), (2, 1), (3, 2), (4, 3)):
+        config = build_config(_args("--pretrained", str(tmp_path / "c.pth"), "--epochs", str(epochs)))
+        assert (config.epochs, config.warmup_epochs) == (epochs, warmup)
+    with pytest.raises(AutoSegNetError, match="warmup_epochs"):  # a warm-up the user asked for is not changed
+        build_config(_args("--pretrained", str(tmp_path / "c.pth"), "--epochs", "2", "--warmup-epochs", "2"))
