@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 WORKSPACE ?= demo_workspace
+TORCH_INDEX ?=
 
 .PHONY: demo test test-all lint bench install clean
 
@@ -21,11 +22,10 @@ lint: $(VENV)/.installed
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml constraints.txt
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt torch==2.13.0
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+# The install steps live in scripts/install_engine.sh, shared with the Dockerfile so the two cannot drift.
+# TORCH_INDEX (empty: pip's configured index) picks a torch build, e.g. https://download.pytorch.org/whl/cu126.
+$(VENV)/.installed: pyproject.toml constraints.txt scripts/install_engine.sh
+	PYTHON="$(PYTHON)" TORCH_INDEX="$(TORCH_INDEX)" bash scripts/install_engine.sh $(VENV) test
 	touch $@
 
 clean:

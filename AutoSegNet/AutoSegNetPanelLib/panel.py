@@ -22,6 +22,7 @@ class Panel:
         self.logic = logic
         self._parameterNode = parameterNode  # a function: the widget replaces the node on scene close
         self._models = []
+        self._catalogue = []
         handlers = [
             (self.ui.installButton, self.onInstall), (self.ui.addCaseButton, self.onAddCase),
             (self.ui.removeCaseButton, self.onRemoveCase), (self.ui.renameLabelButton, self.onRenameLabel),
@@ -30,6 +31,7 @@ class Panel:
             (self.ui.retrainButton, self.onRetrain), (self.ui.segmentButton, self.onSegment),
             (self.ui.stopSegmentButton, self.onStopSegment), (self.ui.addCorrectedButton, self.onAddCorrected),
             (self.ui.refreshModelsButton, self.refreshModels), (self.ui.installModelButton, self.onInstallModel),
+            (self.ui.installCatalogueButton, self.onInstallCatalogueModel),
             (self.ui.showChartButton, self.onShowChart),
         ]
         for button, handler in handlers:
@@ -50,6 +52,7 @@ class Panel:
         """Re-attach to jobs left running (e.g. before a restart), then follow jobs every 0.5 s."""
         self._reattach()
         self.refreshModels()
+        self.refreshCatalogue()
         self.timer.start()
 
     def stop(self) -> None:
@@ -122,7 +125,7 @@ class Panel:
 
     def onStopSegment(self) -> None:
         self.workflow.stop("segment")
-        self.workflow.stop("install")
+        self.workflow.stop("install")  # also a catalogue download: it keeps its partial file and resumes
 
     def onRetrain(self) -> None:
         p = self.parameters
@@ -138,6 +141,25 @@ class Panel:
 
     def onInstallModel(self) -> None:
         self.workflow.start_model_install(self.parameters.workspace, self.parameters.modelZip)
+
+    def onInstallCatalogueModel(self) -> None:
+        index = self.ui.catalogueComboBox.currentIndex
+        if not 0 <= index < len(self._catalogue):
+            raise ValueError(_("The catalogue has no model to install yet; install a model zip instead."))
+        self.workflow.start_catalogue_install(self.parameters.workspace, self._catalogue[index].name)
+
+    def refreshCatalogue(self) -> None:
+        """List the catalogue's models (name, labels, licence); a broken index is logged, not fatal."""
+        try:
+            self._catalogue = self.workflow.catalogue()
+        except Exception as exc:  # the module must open even if the index cannot be read
+            log.warning("Cannot read the model catalogue: %s", exc)
+            self._catalogue = []
+        self.ui.catalogueComboBox.clear()
+        for entry in self._catalogue:
+            labels = ", ".join(name for name in entry.labels if name != "background")
+            self.ui.catalogueComboBox.addItem(f"{entry.name} · {labels} · {entry.licence}")
+        self.ui.installCatalogueButton.enabled = bool(self._catalogue)
 
     def onShowChart(self) -> None:
         chart = self.workflow.update_chart(open_chart=True)

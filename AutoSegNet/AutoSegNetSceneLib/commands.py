@@ -87,3 +87,10 @@ def import_staged(dataset: DatasetSettings, staging: Path, report: Path | None =
     if report is not None:
         args += ["--report", str(report)]
     return [*args, *_common(dataset.workspace_root)]
+
+
+def install_catalogue_model(workspace_root: Path, name: str, index: str | None = None) -> list[str]:
+    """Download the catalogue entry ``name`` (size and sha256 checked) and install it into the workspace;
+    ``index``: another catalogue (URL or file) than the default one."""
+    args = ["models", "install", name, *(["--index", str(index)] if index else [])]
+    return [*args, *_common(workspace_root)]

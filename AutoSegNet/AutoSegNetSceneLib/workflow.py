@@ -164,6 +164,20 @@ class Workflow:
                               "install")
         return self._keep("install", job)
 
+    def start_catalogue_install(self, workspace_root: Path, name: str, index: str | None = None) -> EngineJob:
+        """Download and install the catalogue model ``name`` in the background (kind ``install``)."""
+        self._refuse_if_running("install")
+        args = commands.install_catalogue_model(workspace_root, name, index)
+        return self._keep("install", EngineJob.start(args, Path(workspace_root) / "jobs", "install"))
+
+    @staticmethod
+    def catalogue(index: str | None = None) -> list:
+        """The pretrained models of the catalogue (``autosegnet models list``; default: the one shipped with the
+        engine); cheap, no torch."""
+        from AutoSegNetLib.models.catalogue import load_index
+
+        return list(load_index(index).entries)
+
     # ----- following -------------------------------------------------------------------------------------
     def poll(self) -> list:
         """Advance every job (the widget's timer calls this); returns those that finished during this call."""

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from AutoSegNetLib import __version__
+from AutoSegNetLib.cli.arguments import CommandParser, notes_of
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.progress import MODES, ProgressReporter
 from AutoSegNetLib.utils.os_errors import describe_os_error
@@ -80,6 +81,10 @@ COMMANDS: tuple[Command, ...] = (
     Command("export-model", "export_model", "export a trained model as a zip", 6),
     Command("install-model", "install_model", "install a model zip into the workspace", 6),
     Command("import-nnunet", "import_nnunet", "import a model folder trained with nnU-Net v2", 6),
+    Command("download-model", "download_model", "download a model zip (resumable, sha256-checked) and install it", 15),
+    Command("models", "models", "the pretrained-model catalogue: list, show NAME, install NAME", 15),
+    Command("move-plans", "move_plans", "give a dataset the plans of another for fine-tuning (--pretrained)", 15),
+    Command("plot-overlays", "plot_overlays", "PNG overlays of labels/predictions on images + index.html gallery", 15),
 )
 
 
@@ -123,7 +128,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     Command modules may import heavy packages (torch); ``main`` passes the command it finds in ``argv``
     so ``autosegnet verify`` never pays for importing torch.
     """
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="autosegnet",
         description="AutoSegNet: self-configuring medical image segmentation (nnU-Net v2 family).",
     )
@@ -174,6 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s" if args.verbose else "%(message)s",
         stream=sys.stderr,
     )
+    _log_notes(args)
     reporter = ProgressReporter(args.progress)
     if not _is_built(command):
         sys.stderr.write(f"autosegnet {command.name}: not built yet (planned in issue #{command.issue}).\n")
@@ -218,6 +224,12 @@ def unwritable_message(exc: OSError, workspace: Workspace) -> str | None:
     else:
         hint = f"{fix} choose another location"
     return f"cannot {where}: {describe_os_error(exc)}; {hint}."
+
+
+def _log_notes(args: argparse.Namespace) -> None:
+    """Log what parsing noted: options spelled as in nnU-Net that are accepted but change nothing here."""
+    for note in notes_of(args):
+        log.info("%s", note)
 
 
 def _stop_request(stop_file: Path | None) -> StopRequest:

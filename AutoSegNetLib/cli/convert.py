@@ -4,6 +4,8 @@ Examples::
 
     autosegnet convert msd ../shared/data/Task04_Hippocampus            # -> raw/Dataset004_Hippocampus
     autosegnet convert nnunet-v1 /data/Task005_Prostate --id 105
+    autosegnet convert msd -i Task05_Prostate -overwrite_id 205                  # nnU-Net's spelling
+    autosegnet convert nnunet-v1 /data/Task027_ACDC Dataset027_ACDC              # nnU-Net's spelling
     autosegnet convert folders --images ISBI/image --labels ISBI/label --name ISBIMembrane --id 120 \\
         --map-labels 255=1 --label-names membrane cell --channel-names EM
     autosegnet convert folders --images DRIVE/training/images --labels DRIVE/training/1st_manual \\
@@ -18,9 +20,11 @@ import logging
 import os
 
 from AutoSegNetLib.cli import _add_common_options
+from AutoSegNetLib.cli.arguments import Slot, add_positional_or_flag, after_parse
 from AutoSegNetLib.dataset.convert_folders import convert_folders
 from AutoSegNetLib.dataset.convert_msd import convert_msd
 from AutoSegNetLib.dataset.convert_nnunet_v1 import convert_nnunet_v1
+from AutoSegNetLib.workspace import _FOLDER as DATASET_FOLDER_NAME
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +53,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     kinds = parser.add_subparsers(dest="convert_kind", metavar="KIND", required=True)
     msd = kinds.add_parser("msd", help="Medical Segmentation Decathlon task folder (TaskXX_Name)",
                            description="Convert an MSD task folder; 4D multi-channel images are split into channels.")
-    msd.add_argument("source", help="the TaskXX_Name folder with dataset.json, imagesTr/, labelsTr/ (imagesTs/)")
-    msd.add_argument("--id", type=int, dest="dataset_id", help="dataset ID (default: XX from TaskXX_Name)")
+    _add_source(msd, "the TaskXX_Name folder with dataset.json, imagesTr/, labelsTr/ (imagesTs/)")
+    msd.add_argument("--id", "-overwrite_id", type=int, dest="dataset_id",
+                     help="dataset ID (default: XX from TaskXX_Name)")
     msd.add_argument("--name", help="dataset name (default: Name from TaskXX_Name)")
     v1 = kinds.add_parser("nnunet-v1", help="nnU-Net v1 task folder (TaskXXX_Name)",
                           description="Convert an nnU-Net v1 task folder into the v2 layout.")
-    v1.add_argument("source", help="the TaskXXX_Name folder")
+    _add_source(v1, "the TaskXXX_Name folder")
     v1.add_argument("--id", type=int, dest="dataset_id", help="dataset ID (default: XXX from TaskXXX_Name)")
     v1.add_argument("--name", help="dataset name (default: Name from TaskXXX_Name)")
+    _add_output_name(v1)
     folders = kinds.add_parser("folders", help="a folder of images + a folder of labels with matching names",
                                description="Convert image/label folders whose file names match (up to a suffix).")
     _add_folder_arguments(folders)
@@ -65,6 +71,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         sub.add_argument("-np", "--num-workers", type=int, default=default_workers(),
                          help="worker processes (default: %(default)s)")
         _add_common_options(sub, defaults=False)
+
+
+def _add_source(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """The folder to convert: positional or ``-i`` (nnU-Net's spelling); ``args.source`` either way."""
+    add_positional_or_flag(parser, [Slot("source", "-i", "SOURCE")], [help_text], [("-i", "--input")])
+
+
+def _add_output_name(parser: argparse.ArgumentParser) -> None:
+    """nnU-Net's ``DatasetXXX_Name`` output (positional after SOURCE, or ``-o``): sets ``--id`` and ``--name``."""
+    parser.add_argument("-o", "--output", dest="output_dataset_name", default=None, metavar="DatasetXXX_Name",
+                        help="the dataset to write, named as nnU-Net does: the same as --id XXX --name Name (also "
+                        "accepted as a second positional argument, as nnUNetv2_convert_old_nnUNet_dataset has it)")
+    parser.add_argument("output_dataset_name_positional", nargs="?", default=None, metavar="DatasetXXX_Name",
+                        help="see -o")
+    after_parse(parser, _apply_output_name)
+
+
+def _apply_output_name(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    positional = args.__dict__.pop("output_dataset_name_positional", None)
+    flagged = args.__dict__.pop("output_dataset_name", None)
+    if positional and flagged and positional != flagged:
+        parser.error(f"two output datasets: {positional} and -o {flagged}")
+    name = flagged or positional
+    if name is None:
+        return
+    match = DATASET_FOLDER_NAME.match(name)
+    if match is None:
+        parser.error(f"{name!r} is not a dataset folder name DatasetXXX_Name (three digits); or give --id and --name")
+    dataset_id, short = int(match.group(1)), match.group(2)
+    for given, wanted, flag in ((args.dataset_id, dataset_id, "--id"), (args.name, short, "--name")):
+        if given is not None and given != wanted:
+            parser.error(f"{flag} {given} contradicts the output dataset {name}")
+    args.dataset_id, args.name = dataset_id, short
 
 
 def _add_folder_arguments(parser: argparse.ArgumentParser) -> None:

@@ -6,6 +6,9 @@ import argparse
 import logging
 import os
 
+from AutoSegNetLib.cli.arguments import add_dataset_argument, add_ignored, add_refused
+from AutoSegNetLib.cli.nnunet_spellings import NO_PROGRESS_BAR
+
 log = logging.getLogger(__name__)
 
 
@@ -14,9 +17,21 @@ def default_num_workers() -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", help="dataset ID (4), folder name (Dataset004_Hippocampus) or name (Hippocampus)")
+    add_dataset_argument(parser)
     parser.add_argument("-np", "--num-workers", type=int, default=default_num_workers(),
                         help="worker processes, one case in memory each (default: %(default)s)")
+    add_fingerprint_spellings(parser)
+    add_ignored(parser, "--no_pbar", nargs=0, reason=NO_PROGRESS_BAR)
+    add_refused(parser, "--verify_dataset_integrity", nargs=0, message="run `autosegnet verify DATASET` first, or "
+                "`autosegnet plan-and-preprocess DATASET --verify`, which verifies before the fingerprint")
+
+
+def add_fingerprint_spellings(parser: argparse.ArgumentParser) -> None:
+    """nnU-Net's fingerprint options (``nnUNetv2_extract_fingerprint``, ``nnUNetv2_plan_and_preprocess``)."""
+    add_refused(parser, "-fpe", nargs=1, message="AutoSegNet has one fingerprint extractor (nnU-Net's "
+                "DatasetFingerprintExtractor); drop -fpe")
+    add_ignored(parser, "--clean", nargs=0, reason="the fingerprint is extracted anew whenever the raw dataset "
+                "changed")
 
 
 def run(args: argparse.Namespace, ctx) -> int:

@@ -16,7 +16,9 @@ import argparse
 import importlib
 import logging
 
-from AutoSegNetLib.cli.fingerprint import default_num_workers
+from AutoSegNetLib.cli.arguments import add_dataset_argument, add_ignored, add_refused
+from AutoSegNetLib.cli.fingerprint import add_fingerprint_spellings, default_num_workers
+from AutoSegNetLib.cli.nnunet_spellings import NO_PROGRESS_BAR
 from AutoSegNetLib.cli.plan import add_planner_arguments
 from AutoSegNetLib.cli.preprocess import report_stopped_preprocessing
 from AutoSegNetLib.utils.stop import StopRequested
@@ -25,13 +27,20 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", help="dataset ID (4), folder name (Dataset004_Hippocampus) or name (Hippocampus)")
+    add_dataset_argument(parser)
     parser.add_argument("-c", "--configurations", nargs="+", default=None, metavar="CONFIG",
                         help="configurations to preprocess (default: every planned configuration)")
     parser.add_argument("-np", "--num-workers", type=int, default=default_num_workers(),
                         help="worker processes for every stage, one case each (default: %(default)s)")
-    parser.add_argument("--verify", action="store_true", help="check the raw dataset's integrity first")
+    parser.add_argument("--verify", "--verify_dataset_integrity", action="store_true",
+                        help="check the raw dataset's integrity first")
     add_planner_arguments(parser)
+    add_fingerprint_spellings(parser)
+    add_ignored(parser, "-npfp", nargs=1, reason="-np sets the worker processes of every stage, the fingerprint's "
+                "too")
+    add_ignored(parser, "--no_pbar", nargs=0, reason=NO_PROGRESS_BAR)
+    add_refused(parser, "--no_pp", nargs=0, message="to plan without preprocessing run `autosegnet fingerprint "
+                "DATASET` and then `autosegnet plan DATASET`")
 
 
 def run(args: argparse.Namespace, ctx) -> int:

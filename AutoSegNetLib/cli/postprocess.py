@@ -7,6 +7,8 @@ import logging
 from pathlib import Path
 
 from AutoSegNetLib.cli import _add_common_options
+from AutoSegNetLib.cli.arguments import add_ignored, add_refused
+from AutoSegNetLib.cli.nnunet_spellings import ONE_PROCESS
 from AutoSegNetLib.dataset.dataset_json import DatasetJson
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.evaluation.crossval import DEFAULT_FOLDS, crossval_pairs, reference_files
@@ -23,16 +25,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     determine = sub.add_parser("determine", help="decide the rules from cross-validation predictions")
     _model_options(determine)
     determine.add_argument("-f", "--folds", nargs="+", default=list(DEFAULT_FOLDS), help="folds (default 0-4)")
-    determine.add_argument("--predictions", help="instead of a model: a folder of predictions ...")
-    determine.add_argument("--references", help="... and the folder of their reference label maps")
-    determine.add_argument("--dataset-json", help="labels for --predictions/--references")
+    determine.add_argument("--predictions", "-i", help="instead of a model: a folder of predictions ...")
+    determine.add_argument("--references", "-ref", help="... and the folder of their reference label maps")
+    determine.add_argument("--dataset-json", "-dataset_json", help="labels for --predictions/--references")
     determine.add_argument("-o", "--output", help="rules file (default: the model folder's postprocessing.json)")
     determine.add_argument("-np", "--num-workers", type=int, default=1, help="worker processes (default 1)")
+    add_ignored(determine, "-plans_json", nargs=1, reason="the rules need only the labels (--dataset-json)")
+    add_ignored(determine, "--remove_postprocessed", nargs=0, reason="determine writes only the rules file, no "
+                "postprocessed predictions")
     apply = sub.add_parser("apply", help="apply rules to a folder of label maps")
     apply.add_argument("-i", "--input", required=True, help="folder of label maps")
     apply.add_argument("-o", "--output", required=True, help="output folder")
     apply.add_argument("--rules", help="postprocessing.json (or give the model with -d/-c)")
     _model_options(apply)
+    add_refused(apply, "-pp_pkl_file", "--pp_pkl_file", nargs=1, message="AutoSegNet never opens nnU-Net's pickled "
+                "rules; pass --rules postprocessing.json as written by `autosegnet postprocess determine` or "
+                "`autosegnet find-best` (or give the model with -d DATASET -c CONFIGURATION)")
+    add_ignored(apply, "-plans_json", "-dataset_json", nargs=1, reason="the rules file holds all that applying "
+                "them needs")
+    add_ignored(apply, "-np", nargs=1, reason=ONE_PROCESS)
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:

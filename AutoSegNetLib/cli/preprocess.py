@@ -10,7 +10,10 @@ import argparse
 import logging
 import os
 
+from AutoSegNetLib.cli.arguments import add_dataset_argument, add_ignored
+from AutoSegNetLib.cli.nnunet_spellings import NO_PROGRESS_BAR
 from AutoSegNetLib.planning.plans import Plans
+from AutoSegNetLib.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -20,17 +23,21 @@ def default_num_workers() -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", help="dataset ID (4), folder name (Dataset004_Hippocampus) or name (Hippocampus)")
+    add_dataset_argument(parser)
     parser.add_argument("-c", "--configurations", nargs="+", default=None, metavar="CONFIG",
                         help="configurations to preprocess (default: every planned configuration)")
     parser.add_argument("-np", "--num-workers", type=int, default=default_num_workers(),
                         help="worker processes, one case each (default: %(default)s)")
-    parser.add_argument("--plans-name", default="plans", help="plans file name without .json (default: plans)")
+    parser.add_argument("--plans-name", "-plans_name", default="plans",
+                        help="plans file name without .json, or the plans identifier inside plans.json as nnU-Net "
+                        "names it (nnUNetPlans) (default: plans)")
+    add_ignored(parser, "--no_pbar", nargs=0, reason=NO_PROGRESS_BAR)
 
 
 def run(args: argparse.Namespace, ctx) -> int:
     from AutoSegNetLib.preprocessing import preprocess_dataset
 
+    args.plans_name = plans_file_stem(ctx.workspace, args.dataset, args.plans_name)
     configurations = args.configurations
     if configurations is None:
         plans_path = ctx.workspace.preprocessed_dataset(args.dataset) / f"{args.plans_name}.json"
@@ -46,6 +53,17 @@ def run(args: argparse.Namespace, ctx) -> int:
         return 0
     ctx.reporter.emit("done", stage="preprocess", seconds=summary["seconds"])
     return 0
+
+
+def plans_file_stem(workspace: Workspace, dataset: str, name: str) -> str:
+    """The plans file (without .json) that ``--plans-name name`` means: ``name.json`` if it exists, else
+    ``plans`` when plans.json holds the plans identifier ``name`` (nnU-Net's ``-plans_name nnUNetPlans``)."""
+    if name == "plans":
+        return name
+    folder = workspace.preprocessed_dataset(dataset)
+    if (folder / f"{name}.json").is_file() or not (folder / "plans.json").is_file():
+        return name
+    return "plans" if Plans.load(folder / "plans.json").plans_name == name else name
 
 
 def report_stopped_preprocessing(reporter, stage: str, summary: dict) -> None:

@@ -11,13 +11,14 @@ import argparse
 import logging
 from pathlib import Path
 
+from AutoSegNetLib.cli.arguments import add_dataset_argument
 from AutoSegNetLib.dataset.verify import ERROR, verify_dataset
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", help="dataset ID or name (4, Dataset004_Hippocampus, Hippocampus) or a folder")
+    add_dataset_argument(parser, "dataset ID or name (4, Dataset004_Hippocampus, Hippocampus) or a folder")
     parser.add_argument("--tolerance", type=float, default=1e-4,
                         help="geometry tolerance: relative for spacing, absolute for direction cosines, mm for the "
                         "origin (at least 1/1000 voxel) (default: %(default)g)")

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from AutoSegNetLib.dataset.dataset_json import DatasetJson
+
 
 def label_dtype(max_value: int) -> np.dtype:
     """uint8 for labels up to 255, else uint16 (up to 65535)."""
@@ -45,3 +47,11 @@ def one_hot(segmentation: np.ndarray, values: Sequence[int], dtype: np.dtype = n
     for channel, value in enumerate(values):
         out[channel][segmentation == value] = 1
     return out
+
+
+def cascade_label_values(dataset_json: DatasetJson) -> list[int]:
+    """Label values a cascade stage receives as one-hot input channels, in channel order: every declared label
+    value except background (0) and the ignore label (nnU-Net's ``foreground_labels``; for regions these are the
+    label values, not the regions). The one owner of this list: training and prediction both read it."""
+    ignore = dataset_json.ignore_label
+    return [v for v in dataset_json.label_values if v not in (0, ignore)]

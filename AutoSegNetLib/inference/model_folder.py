@@ -19,6 +19,7 @@ from torch import nn
 from AutoSegNetLib.dataset.dataset_json import DatasetJson
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.fingerprint.format import FINGERPRINT_FILE, Fingerprint
+from AutoSegNetLib.inference.labels import cascade_label_values
 from AutoSegNetLib.planning.plans import ConfigurationPlan, Plans
 from AutoSegNetLib.utils.atomic import read_json
 from AutoSegNetLib.utils.checkpoint_io import CHECKPOINT_FORMAT as CHECKPOINT_FORMAT  # re-exported
@@ -133,8 +134,7 @@ class ModelFolder:
         """Label values one-hot encoded as extra input channels for a cascade stage (none otherwise)."""
         if self.configuration.previous_stage is None:
             return []
-        ignore = self.dataset_json.ignore_label
-        return [v for v in self.dataset_json.label_values if v != 0 and v != ignore]
+        return cascade_label_values(self.dataset_json)
 
     @property
     def num_input_channels(self) -> int:

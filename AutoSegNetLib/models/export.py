@@ -63,14 +63,18 @@ def export_model(
     folders = _with_previous_stages(requested)
     files: dict[str, bytes] = {}
     entries = []
+    exported: dict[Path, list[str]] = {}
     first = None
     for folder in folders:
         model = ModelFolder.open(folder)
         first = first or model
         have = model.available_folds(checkpoint)
-        wanted = parse_folds(folds) or have
-        # a low-resolution stage brought along for a cascade: the same folds where it has them
-        chosen = wanted if folder in requested else ([f for f in wanted if f in have] or have)
+        if folder in requested:
+            chosen = parse_folds(folds) or have
+        else:  # a low-resolution stage brought along: the folds its cascade stages export, where it has them
+            wanted = [f for cascade in folders if folders[cascade] == folder for f in exported.get(cascade, [])]
+            chosen = [f for f in dict.fromkeys(wanted) if f in have] or have
+        exported[folder] = chosen
         if not chosen:
             raise AutoSegNetError(f"{folder} has no fold with checkpoint_{checkpoint}.pth to export.")
         for name in ("plans.json", "dataset.json", *OPTIONAL_FILES):
@@ -116,9 +120,10 @@ def _serialise(obj: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _with_previous_stages(folders: list[Path]) -> list[Path]:
-    """Add the low-resolution model folder of every cascade stage (once)."""
-    out = list(dict.fromkeys(folders))
+def _with_previous_stages(folders: list[Path]) -> dict[Path, Path | None]:
+    """The requested model folders, then the low-resolution model folder of every cascade stage (once), each
+    mapped to its previous stage's folder (None for a configuration that is no cascade stage)."""
+    out: dict[Path, Path | None] = {folder: None for folder in folders}
     for folder in list(out):
         model = ModelFolder.open(folder)
         stage = model.configuration.previous_stage
@@ -128,9 +133,10 @@ def _with_previous_stages(folders: list[Path]) -> list[Path]:
         previous = folder.parent / model_folder_name(parsed[0] if parsed else model.plans.plans_name, stage)
         if not previous.is_dir():
             raise AutoSegNetError(f"{folder.name} is a cascade stage; its {stage} model {previous} is missing.")
+        out[folder] = previous
         if previous not in out:
             log.info("Including %s: %s needs it.", previous.name, folder.name)
-            out.append(previous)
+            out[previous] = None
     return out
 
 

@@ -34,6 +34,7 @@ from AutoSegNetLib.dataset.dataset_json import DatasetJson
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.inference.model_folder import fold_folder_name, parse_model_folder_name
 from AutoSegNetLib.models.manifest import CHECKPOINT_VERSION, MANIFEST_NAME, Manifest
+from AutoSegNetLib.models.sizes import DEFAULT_MAX_SIZE, format_size, parse_size  # noqa: F401 - re-exported
 from AutoSegNetLib.planning.plans import PLANS_VERSION, Plans
 from AutoSegNetLib.utils.checkpoint_io import read_checkpoint
 from AutoSegNetLib.utils.os_errors import describe_os_error
@@ -45,19 +46,12 @@ log = logging.getLogger(__name__)
 _DATASET_NAME = re.compile(r"^Dataset\d{3}_[A-Za-z0-9_\-]+$")
 _CHUNK = 1 << 20
 
-#: Default cap on the unpacked size of a model zip (``--max-size``). Exported checkpoints hold fp32 weights only:
-#: a default nnU-Net 3D U-Net is ~120 MB per fold, a ResEnc-L ~400 MB, so 5 folds are 0.6-2 GB and a cascade
-#: (3d_lowres + 3d_cascade_fullres) of ResEnc-L ~4 GB. 16 GB leaves 4x headroom over that and still stops a bomb
-#: long before it fills a typical disk (the free space is checked too).
-DEFAULT_MAX_SIZE = 16 * 10**9
 #: Members compressed more than this are refused: checkpoints (random-looking floats) compress about 1.1:1 and
 #: JSON about 5-10:1, while a zip bomb's zeros compress 1000:1.
 MAX_COMPRESSION_RATIO = 100
 #: Only members unpacking to more than this many bytes are judged by their ratio (small JSON files may compress
 #: well and cannot fill a disk).
 RATIO_CHECKED_ABOVE = 4 * 10**6
-_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}  # fmt: skip
 
 
 def install_model(zip_path: str | Path, workspace: Workspace, force: bool = False,
@@ -85,7 +79,7 @@ def install_model(zip_path: str | Path, workspace: Workspace, force: bool = Fals
                 f"{', '.join(str(t) for t in existing)} already exist(s). Use --force to replace the installed model."
             )
         check_free_space(total, target_root, zip_path)
-        staging = _staging_folder(target_root)
+        staging = staging_folder(target_root)
         try:
             extract_verified(archive, manifest, members, staging, zip_path, stop, max_size)
             check_contents(manifest, staging, zip_path)
@@ -97,35 +91,20 @@ def install_model(zip_path: str | Path, workspace: Workspace, force: bool = Fals
     return targets
 
 
-def parse_size(text: str) -> int:
-    """Bytes in a size such as ``8GB``, ``500 MB``, ``1.5GiB`` or ``1000`` (decimal kB/MB/GB/TB, binary
-    KiB/MiB/GiB/TiB, case-insensitive)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([a-zA-Z]*)\s*", str(text))
-    unit = match.group(2).lower() if match else ""
-    if not match or unit not in _UNITS or float(match.group(1)) * _UNITS[unit] < 1:
-        raise AutoSegNetError(
-            f"--max-size {text!r} is not a size; give a number and a unit, e.g. 8GB, 500MB or 2GiB."
-        )
-    return int(float(match.group(1)) * _UNITS[unit])
-
-
-def format_size(size: int) -> str:
-    """``size`` bytes in decimal units, as :func:`parse_size` reads them (``1kB``, ``12.3kB``, ``16GB``)."""
-    for unit, factor in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
-        if size >= factor:
-            return f"{size / factor:.3g}{unit}"
-    return f"{size}B"
-
-
 def check_sizes(members: dict[str, zipfile.ZipInfo], manifest: Manifest, source: Path, max_size: int) -> int:
     """Refuse, from the zip's directory, a zip unpacking to more than ``max_size`` bytes or holding a member
     compressed more than :data:`MAX_COMPRESSION_RATIO`:1; returns the unpacked size in bytes."""
-    for name in manifest.files:
+    return check_member_sizes(members, list(manifest.files), source, max_size)
+
+
+def check_member_sizes(members: dict[str, zipfile.ZipInfo], names: list[str], source: Path, max_size: int) -> int:
+    """:func:`check_sizes` for the members ``names`` (those that will be unpacked); returns their size in bytes."""
+    for name in names:
         info = members[name]
         ratio = info.file_size / max(info.compress_size, 1)
         if info.file_size > RATIO_CHECKED_ABOVE and ratio > MAX_COMPRESSION_RATIO:
             raise _bomb(source, name, info.file_size, ratio)
-    total = sum(members[name].file_size for name in manifest.files)
+    total = sum(members[name].file_size for name in names)
     if total > max_size:
         raise AutoSegNetError(
             f"{source} unpacks to {format_size(total)}, more than --max-size {format_size(max_size)}; nothing was "
@@ -162,7 +141,7 @@ def _cannot_install(folder: Path, error: OSError) -> AutoSegNetError:
     )
 
 
-def _staging_folder(target_root: Path) -> Path:
+def staging_folder(target_root: Path) -> Path:
     """A new hidden folder in ``target_root`` to unpack into (same file system: moving it in place is a rename)."""
     try:
         target_root.mkdir(parents=True, exist_ok=True)
@@ -172,13 +151,18 @@ def _staging_folder(target_root: Path) -> Path:
 
 
 def _move_into_place(manifest: Manifest, staging: Path, targets: list[Path]) -> None:
+    move_folders_into_place([(staging / entry.folder, target) for entry, target in zip(manifest.models, targets)])
+
+
+def move_folders_into_place(moves: list[tuple[Path, Path]]) -> None:
+    """Rename each staged folder onto its target (same file system), replacing a target that exists."""
     try:
-        for entry, target in zip(manifest.models, targets):
+        for staged, target in moves:
             if target.exists():
                 shutil.rmtree(target)
-            (staging / entry.folder).rename(target)
+            staged.rename(target)
     except OSError as error:
-        raise _cannot_install(targets[0].parent, error) from None
+        raise _cannot_install(moves[0][1].parent, error) from None
 
 
 def checked_members(archive: zipfile.ZipFile, source: Path) -> dict[str, zipfile.ZipInfo]:
@@ -281,28 +265,40 @@ def extract_verified(
     archive: zipfile.ZipFile, manifest: Manifest, members: dict[str, zipfile.ZipInfo], staging: Path, source: Path,
     stop: StopRequest | None = None, max_size: int = DEFAULT_MAX_SIZE,
 ) -> None:
-    """Extract every listed file into ``staging``, never more bytes than listed (per file) or than ``max_size``
-    (in all), nor a member unpacking like a bomb, checking each sha256; a stop request raises
-    :class:`~AutoSegNetLib.utils.stop.StopRequested` between files."""
-    total = 0
+    """Extract every listed file into ``staging`` (see :func:`extract_members`), checking each size and sha256
+    against the manifest."""
+    extracted = extract_members(archive, members, list(manifest.files), staging, source, stop, max_size)
     for name, info in manifest.files.items():
+        if extracted[name] != (info["size"], info["sha256"]):
+            raise AutoSegNetError(
+                f"{source}: {name} does not match its sha256 in the manifest; the zip is damaged or was tampered with."
+            )
+
+
+def extract_members(
+    archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo], names: list[str], staging: Path, source: Path,
+    stop: StopRequest | None = None, max_size: int = DEFAULT_MAX_SIZE,
+) -> dict[str, tuple[int, str]]:
+    """Extract the members ``names`` (checked by :func:`checked_members`) into ``staging``, never more bytes than
+    the zip's directory lists (per file) or than ``max_size`` (in all), nor a member unpacking like a bomb; a stop
+    request raises :class:`~AutoSegNetLib.utils.stop.StopRequested` between files. Returns
+    ``{name: (bytes, sha256)}``."""
+    total, extracted = 0, {}
+    for name in names:
         if stop is not None:
             stop.raise_if_requested("nothing was installed")
         target = staging.joinpath(*PurePosixPath(name).parts)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            written, digest = _extract_member(archive, members[name], target, source, max_size - total)
+            extracted[name] = _extract_member(archive, members[name], target, source, max_size - total)
         except (zipfile.BadZipFile, zlib.error, EOFError) as error:
             raise AutoSegNetError(
                 f"{source}: {name} cannot be unpacked ({error}); the zip is damaged or was tampered with."
             ) from None
         except OSError as error:
             raise _cannot_install(staging.parent, error) from None
-        total += written
-        if written != info["size"] or digest != info["sha256"]:
-            raise AutoSegNetError(
-                f"{source}: {name} does not match its sha256 in the manifest; the zip is damaged or was tampered with."
-            )
+        total += extracted[name][0]
+    return extracted
 
 
 def _extract_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, source: Path,
@@ -315,7 +311,9 @@ def _extract_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Pat
         while block := src.read(_CHUNK):
             written += len(block)
             if written > info.file_size:
-                raise AutoSegNetError(f"{source}: {info.filename} unpacks to more bytes than the manifest lists.")
+                raise AutoSegNetError(
+                    f"{source}: {info.filename} unpacks to more bytes than the zip lists; nothing was installed."
+                )
             if written > budget:
                 raise AutoSegNetError(f"{source} unpacks to more than --max-size; nothing was installed.")
             if written > RATIO_CHECKED_ABOVE and written > MAX_COMPRESSION_RATIO * max(info.compress_size, 1):

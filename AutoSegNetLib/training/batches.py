@@ -21,6 +21,8 @@ from AutoSegNetLib.training.sampling import PatchSampler
 if TYPE_CHECKING:
     from batchgenerators.transforms.abstract_transforms import Compose
 
+    from AutoSegNetLib.training.cascade_augmentation import PreviousStageChannels
+
 TRAIN_STREAM = 0
 VAL_STREAM = 1
 
@@ -85,17 +87,21 @@ class BatchSource:
     """Makes batch ``i`` of a stream: rows ``sample_range`` of a global batch (all rows in one process).
 
     ``transforms`` is the augmentation (None for validation or when augmentation is off; then the sampler must
-    cut patches at the network's patch size).
+    cut patches at the network's patch size). ``previous_stage`` (a cascade stage) turns the sampler's second label
+    channel, the low-resolution segmentation, into extra data channels after the augmentation, as nnU-Net's
+    ``MoveSegAsOneHotToData``; it draws from its own generator, so the other streams stay as without it.
     """
 
     def __init__(self, sampler: PatchSampler, transforms: Compose | None, targets: TargetSpec, seed: int,
-                 stream: int, sample_range: tuple[int, int] | None = None) -> None:
+                 stream: int, sample_range: tuple[int, int] | None = None,
+                 previous_stage: PreviousStageChannels | None = None) -> None:
         self.sampler = sampler
         self.transforms = transforms
         self.targets = targets
         self.seed = int(seed)
         self.stream = int(stream)
         self.sample_range = sample_range or (0, sampler.batch_size)
+        self.previous_stage = previous_stage
 
     def batch(self, index: int) -> Batch:
         datas, segs, cases = [], [], []
@@ -121,4 +127,8 @@ class BatchSource:
         for channel in self.targets.mask_channels:
             data[channel][seg[0] < 0] = 0
         seg[seg < 0] = 0
+        if self.previous_stage is not None:
+            rng = np.random.default_rng(np.random.SeedSequence([*entropy, 2]))
+            data = np.concatenate([data.astype(np.float32, copy=False), self.previous_stage(seg[1], rng)])
+            seg = seg[:1]
         return data.astype(np.float32, copy=False), seg, case

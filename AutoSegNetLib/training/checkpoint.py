@@ -57,7 +57,9 @@ def restore_rng_state(state: dict[str, Any]) -> dict[str, int]:
     np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))  # keys: a list, or an old array
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # one state per GPU visible when saving; restore those that exist now (resuming on fewer GPUs must work)
+        for device, cuda_state in enumerate(state["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, device)
     return dict(state.get("sampler", {}))
 
 

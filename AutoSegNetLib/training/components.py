@@ -24,6 +24,7 @@ from AutoSegNetLib.training.batches import (
     TargetSpec,
     deep_supervision_scales,
 )
+from AutoSegNetLib.training.cascade_augmentation import PreviousStageChannels
 from AutoSegNetLib.training.checkpoint import bare_network
 from AutoSegNetLib.training.config import TrainingConfig
 from AutoSegNetLib.training.distributed import DistributedSettings, batch_rows, wrap_network
@@ -70,7 +71,7 @@ def make_components(setup: FoldSetup, config: TrainingConfig, runtime: Runtime,
                     ) -> TrainingComponents:
     """Network (from ``pretrained`` weights when given), SGD, Dice+CE/BCE loss with deep supervision, poly
     schedule and GradScaler for a fold."""
-    network = make_network(setup.plan, setup.dataset_json.num_channels, setup.labels, config, runtime)
+    network = make_network(setup.plan, setup.num_input_channels, setup.labels, config, runtime)
     if pretrained is not None:
         load_pretrained_weights(network, pretrained, setup.labels)
     optimizer = torch.optim.SGD(network.parameters(), lr=config.lr, momentum=config.momentum,
@@ -102,18 +103,26 @@ def make_batch_sources(setup: FoldSetup, config: TrainingConfig, rank: int = 0, 
     rows = batch_rows(batch_size, world_size, rank)
     sampled = geometry.sampled_patch_size if config.augmentation else tuple(patch)
     transforms = training_transforms(geometry) if config.augmentation else None
+    cases = setup.case_source()
     sources = {"train": BatchSource(
-        PatchSampler(setup.preprocessed, setup.train_cases, sampled, patch, batch_size, config.oversample_foreground,
+        PatchSampler(cases, setup.train_cases, sampled, patch, batch_size, config.oversample_foreground,
                      setup.labels.ignore_label),
-        transforms, targets, config.seed, TRAIN_STREAM, rows,
+        transforms, targets, config.seed, TRAIN_STREAM, rows, previous_stage_channels(setup, config.augmentation),
     )}
     if setup.val_cases and config.val_iterations > 0:
         sources["val"] = BatchSource(
-            PatchSampler(setup.preprocessed, setup.val_cases, patch, patch, batch_size, config.oversample_foreground,
+            PatchSampler(cases, setup.val_cases, patch, patch, batch_size, config.oversample_foreground,
                          setup.labels.ignore_label),
-            None, targets, config.seed, VAL_STREAM, rows,
+            None, targets, config.seed, VAL_STREAM, rows, previous_stage_channels(setup, augment=False),
         )
     return sources, geometry
+
+
+def previous_stage_channels(setup: FoldSetup, augment: bool) -> PreviousStageChannels | None:
+    """For a cascade stage, how a sample's lowres segmentation becomes input channels (augmented in training)."""
+    if setup.previous_stage is None:
+        return None
+    return PreviousStageChannels(setup.previous_stage.label_values, augment=augment)
 
 
 def default_num_workers(config: TrainingConfig, runtime: Runtime, cpu_count: int | None) -> int:

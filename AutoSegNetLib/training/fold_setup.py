@@ -4,6 +4,10 @@ Model folder layout: ``results/<Dataset>/AutoSegNet__<plans_name>__<configuratio
 ``plans.json``, ``dataset.json`` and ``fingerprint.json``, and one ``fold_<k>/`` (or ``fold_all/``) per fold, which
 holds :data:`FOLD_LOCK_FILE` while a training runs on it.
 
+A cascade stage (``3d_cascade_fullres``) also reads its low-resolution stage's cross-validation predictions and
+starts only when they exist for all its cases; a low-resolution fold writes them for its validation cases (see
+:mod:`AutoSegNetLib.training.cascade`).
+
 Training only starts on preprocessed data that a finished preprocessing run recorded as complete and that still
 matches the raw dataset and the plans (:func:`~AutoSegNetLib.preprocessing.manifest.require_up_to_date`).
 """
@@ -17,10 +21,19 @@ from pathlib import Path
 from AutoSegNetLib.dataset.dataset_json import DatasetJson
 from AutoSegNetLib.dataset.raw import RawDataset
 from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.inference.labels import cascade_label_values
 from AutoSegNetLib.planning.plans import ConfigurationPlan, Plans
 from AutoSegNetLib.preprocessing.incremental import preprocessing_hash
 from AutoSegNetLib.preprocessing.manifest import require_up_to_date
 from AutoSegNetLib.preprocessing.storage import PreprocessedDataset
+from AutoSegNetLib.training.cascade import (
+    NextStage,
+    PreviousStage,
+    PreviousStageCases,
+    require_stage_predictions,
+    stage_predictions_folder,
+)
+from AutoSegNetLib.training.sampling import CaseSource
 from AutoSegNetLib.training.splits import cases_for_fold, load_or_create_splits
 from AutoSegNetLib.utils.atomic import atomic_path, read_json
 from AutoSegNetLib.utils.locks import FileLock
@@ -53,7 +66,8 @@ class LabelSetup:
 
 @dataclass
 class FoldSetup:
-    """The fixed inputs and output folders of one training run."""
+    """The fixed inputs and output folders of one training run; ``previous_stage`` for a cascade stage,
+    ``next_stage`` for a low-resolution fold whose validation feeds one."""
 
     dataset_name: str
     configuration: str
@@ -67,6 +81,20 @@ class FoldSetup:
     val_cases: list[str]
     model_folder: Path
     fold_folder: Path
+    previous_stage: PreviousStage | None = None
+    next_stage: NextStage | None = None
+
+    @property
+    def num_input_channels(self) -> int:
+        """Image channels, plus one per one-hot label of the previous stage for a cascade stage."""
+        extra = len(self.previous_stage.label_values) if self.previous_stage is not None else 0
+        return self.dataset_json.num_channels + extra
+
+    def case_source(self) -> CaseSource:
+        """The preprocessed cases; for a cascade stage with the lowres prediction as a second label channel."""
+        if self.previous_stage is None:
+            return self.preprocessed
+        return PreviousStageCases(self.preprocessed, self.previous_stage.predictions)
 
 
 def model_folder_path(workspace: Workspace, dataset_name: str, plans_name: str, configuration: str) -> Path:
@@ -88,11 +116,6 @@ def prepare_fold(workspace: Workspace, dataset: str, configuration: str, fold: i
         raise AutoSegNetError(f"No plans at {plans_path}. Run `autosegnet plan {dataset}` (or plan-and-preprocess).")
     plans = Plans.load(plans_path)
     plan = plans.configuration(configuration)
-    if plan.previous_stage:
-        raise AutoSegNetError(
-            f"Configuration {configuration!r} is a cascade stage (after {plan.previous_stage!r}); cascade training "
-            "is not supported yet. Train 3d_fullres, 3d_lowres or 2d."
-        )
     dataset_json = DatasetJson.load(_dataset_json_path(workspace, name))
     preprocessed = PreprocessedDataset(pre / plan.data_identifier)
     raw = RawDataset.open(workspace.raw / name) if (workspace.raw / name / "dataset.json").is_file() else None
@@ -105,9 +128,42 @@ def prepare_fold(workspace: Workspace, dataset: str, configuration: str, fold: i
     splits = None if fold_key == "all" else load_or_create_splits(pre, cases, write=write_splits)
     train_cases, val_cases = cases_for_fold(splits or [], fold_key, cases)
     model_folder = model_folder_path(workspace, name, plans.plans_name, configuration)
+    previous = _previous_stage(workspace, name, plans, plan, dataset_json)
+    if previous is not None:
+        cv_splits = splits if splits is not None else load_or_create_splits(pre, cases, write=False)
+        require_stage_predictions(previous, sorted(set(train_cases) | set(val_cases)), cv_splits, name,
+                                  configuration, fold_key)
     return FoldSetup(name, configuration, fold_key, plans, plan, dataset_json,
                      LabelSetup.from_dataset_json(dataset_json), preprocessed, train_cases, val_cases,
-                     model_folder, model_folder / fold_folder_name(fold_key))
+                     model_folder, model_folder / fold_folder_name(fold_key), previous,
+                     _next_stage(pre, plans, plan, model_folder, fold_key))
+
+
+def _previous_stage(workspace: Workspace, dataset_name: str, plans: Plans, plan: ConfigurationPlan,
+                    dataset_json: DatasetJson) -> PreviousStage | None:
+    """The low-resolution stage a cascade stage reads (None for other configurations)."""
+    if plan.previous_stage is None:
+        return None
+    if plan.previous_stage not in plans.configurations:
+        raise AutoSegNetError(
+            f"Configuration {plan.name!r} is a cascade stage after {plan.previous_stage!r}, which is not in the plans "
+            f"of {dataset_name} ({', '.join(plans.configurations)}). Plan again with both "
+            f"(`autosegnet plan {dataset_name} -c {plan.previous_stage} {plan.name}`)."
+        )
+    folder = model_folder_path(workspace, dataset_name, plans.plans_name, plan.previous_stage)
+    return PreviousStage(plan.previous_stage, folder, stage_predictions_folder(folder, plan.name),
+                         tuple(cascade_label_values(dataset_json)))
+
+
+def _next_stage(preprocessed_dataset: Path, plans: Plans, plan: ConfigurationPlan, model_folder: Path,
+                fold: str) -> NextStage | None:
+    """Where this fold's validation writes the inputs of the cascade stage after it (None: no such stage in the
+    plans, or fold ``all``, whose predictions of its own training cases must not feed a cascade)."""
+    if plan.next_stage is None or plan.next_stage not in plans.configurations or fold == "all":
+        return None
+    stage = plans.configuration(plan.next_stage)
+    return NextStage(stage.name, stage, preprocessed_dataset / stage.data_identifier,
+                     stage_predictions_folder(model_folder, stage.name))
 
 
 def fold_lock(setup: FoldSetup) -> FileLock:

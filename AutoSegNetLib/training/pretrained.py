@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -36,13 +37,24 @@ def load_pretrained_weights(network: nn.Module, checkpoint_path: Path, labels: L
             got = "missing" if key not in source else f"shape {tuple(source[key].shape)}"
             raise AutoSegNetError(
                 f"Pretrained checkpoint {checkpoint_path} does not fit this network: {key!r} is {got}, expected "
-                f"{tuple(value.shape)}. Fine-tuning needs a model of the same plan and configuration."
+                f"{tuple(value.shape)}.{_input_channels_hint(source.get(key), value)} Fine-tuning needs a model of "
+                "the same plan and configuration."
             )
         merged[key] = source[key]
     network.load_state_dict(merged)
     if remade:
         log.info("Pretrained weights loaded; segmentation head re-made for the new labels (%d tensors).", len(remade))
     return remade
+
+
+def _input_channels_hint(source: Any, target: Any) -> str:
+    """A sentence when only the input channels of a first convolution differ (e.g. a cascade stage, which also takes
+    the one-hot low-resolution segmentation, fine-tuned from a model without it), else ''."""
+    if source is None or source.ndim < 3 or source.shape[0] != target.shape[0] or source.shape[2:] != target.shape[2:]:
+        return ""
+    return (f" The checkpoint's network takes {source.shape[1]} input channel(s), this one {target.shape[1]} (a "
+            "3d_cascade_fullres network takes the image channels plus one per label of the 3d_lowres segmentation; "
+            "fine-tune a cascade stage from a cascade checkpoint).")
 
 
 def _labels_differ(checkpoint_path: Path, labels: LabelSetup) -> bool:

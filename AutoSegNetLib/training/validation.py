@@ -7,6 +7,12 @@ probabilities (what ``find-best``, ``ensemble`` and ``postprocess`` read), and t
 them with the raw labels. Without raw images (only preprocessed data), the cases are predicted in the
 preprocessed space by the same sliding window and compared with the preprocessed labels (voxels outside the
 crop count as background); the summary then says so in ``"space"``.
+
+Cascade. A low-resolution fold with a cascade stage after it (``setup.next_stage``) also stores each validation
+case's prediction on that stage's grid (:mod:`AutoSegNetLib.training.cascade`): these cross-validation predictions
+are the cascade's inputs in training. A cascade fold is validated like any other: with raw images the predictor
+runs its ``3d_lowres`` stage on the same fold, which held these cases out; in the preprocessed space the stored
+cross-validation predictions are its input channels, as in training.
 """
 
 from __future__ import annotations
@@ -25,9 +31,16 @@ from AutoSegNetLib.dataset.raw import Case, RawDataset
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.evaluation.evaluate import CasePair, LabelSet, evaluate_pairs, save_summary, summarise
 from AutoSegNetLib.evaluation.metrics import case_metrics
+from AutoSegNetLib.imageio import io_for
 from AutoSegNetLib.inference.labels import probabilities_to_segmentation
 from AutoSegNetLib.inference.sliding_window import sliding_window_predict
 from AutoSegNetLib.progress import ProgressReporter
+from AutoSegNetLib.training.cascade import (
+    previous_stage_channels,
+    warn_skipped,
+    write_stage_prediction,
+    write_stage_predictions_from_files,
+)
 from AutoSegNetLib.training.distributed import barrier, gather_values
 from AutoSegNetLib.training.fold_setup import FoldSetup
 from AutoSegNetLib.training.runtime import Runtime
@@ -76,7 +89,9 @@ def validate_fold(setup: FoldSetup, workspace: Workspace, model: nn.Module, runt
     labels = LabelSet.from_dataset_json(setup.dataset_json)
     raw_cases = raw_validation_cases(workspace, setup)
     if raw_cases is not None:
-        _predict_raw_cases(setup, raw_cases[rank::world_size], folder, runtime, reporter if rank == 0 else None)
+        mine = raw_cases[rank::world_size]
+        _predict_raw_cases(setup, mine, folder, runtime, reporter if rank == 0 else None)
+        _write_next_stage_inputs(setup, mine, folder)
         barrier()
         if rank != 0:
             return None
@@ -86,6 +101,9 @@ def validate_fold(setup: FoldSetup, workspace: Workspace, model: nn.Module, runt
     else:
         mine = [_preprocessed_case_metrics(setup, name, model, runtime, mirror_axes, labels)
                 for name in setup.val_cases[rank::world_size]]
+        if setup.next_stage is not None:
+            skipped = [m["case"] for m in mine if not m.pop("next_stage_written")]
+            warn_skipped(setup.next_stage, skipped, setup.dataset_name, setup.configuration, setup.fold)
         per_case = sorted((c for part in gather_values(mine) for c in part), key=lambda c: c["case"])
         if rank != 0:
             return None
@@ -115,18 +133,42 @@ def _predict_raw_cases(setup: FoldSetup, cases: list[Case], folder: Path, runtim
                   reporter=_CaseEvents(reporter) if reporter is not None else None)
 
 
+def _write_next_stage_inputs(setup: FoldSetup, cases: list[Case], folder: Path) -> None:
+    """Store the cascade inputs of ``cases`` from their label maps in ``folder`` (raw grid); see the module."""
+    if setup.next_stage is None or not cases:
+        return
+    ending = setup.dataset_json.file_ending
+    reader = io_for(ending, setup.dataset_json.overwrite_image_reader_writer)
+    written = [(c.name, c.images) for c in cases if (folder / f"{c.name}{ending}").is_file()]  # not failed ones
+    skipped = write_stage_predictions_from_files(setup.next_stage, setup.plans, written, folder, ending, reader,
+                                                 setup.fold)
+    warn_skipped(setup.next_stage, skipped, setup.dataset_name, setup.configuration, setup.fold)
+    log.info("Wrote %d %s input(s) to %s", len(written) - len(skipped), setup.next_stage.configuration,
+             setup.next_stage.predictions)
+
+
 @torch.no_grad()
 def _preprocessed_case_metrics(setup: FoldSetup, name: str, model: nn.Module, runtime: Runtime,
                                mirror_axes: list[int], labels: LabelSet) -> dict[str, Any]:
-    """Metrics of one case predicted in the preprocessed space (data ``(C, Z, Y, X)``)."""
-    data, seg, _ = setup.preprocessed.load_case(name)
-    logits = sliding_window_predict(model, torch.from_numpy(np.array(data, dtype=np.float32)),
+    """Metrics of one case predicted in the preprocessed space (data ``(C, Z, Y, X)``, for a cascade stage with
+    the one-hot lowres cross-validation prediction appended); stores it for the next stage when there is one."""
+    data, seg, properties = setup.case_source().load_case(name)
+    data = np.array(data, dtype=np.float32)
+    if setup.previous_stage is not None:
+        seg = np.asarray(seg)
+        data = np.concatenate([data, previous_stage_channels(seg[1], setup.previous_stage.label_values)])
+        seg = seg[:1]
+    logits = sliding_window_predict(model, torch.from_numpy(data),
                                     setup.plan.patch_size, step=0.5, mirror_axes=mirror_axes, device=runtime.device)
     regions = setup.labels.regions is not None
     probabilities = torch.sigmoid(logits) if regions else logits
     order = setup.dataset_json.regions_class_order if regions else None
-    prediction = probabilities_to_segmentation(probabilities.numpy(), order)
+    prediction = probabilities_to_segmentation(probabilities.cpu().numpy(), order)  # on the GPU under CUDA
     reference = np.where(np.asarray(seg[0]) < 0, 0, np.asarray(seg[0]))
     spacing = [1.0] * (3 - len(setup.plan.spacing)) + list(setup.plan.spacing)
     metrics = case_metrics(reference, prediction, labels.items, spacing, labels.ignore_label, distances=False)
-    return {"case": name, "metrics": metrics}
+    result: dict[str, Any] = {"case": name, "metrics": metrics}
+    if setup.next_stage is not None:
+        result["next_stage_written"] = write_stage_prediction(setup.next_stage, name, prediction, properties,
+                                                              setup.fold)
+    return result

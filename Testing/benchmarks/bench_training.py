@@ -1,7 +1,8 @@
-"""Benchmark training iterations on the CPU for Hippocampus-like plans; prints one JSON object.
+"""Benchmark training iterations on the CPU (or a GPU) for Hippocampus-like plans; prints one JSON object.
 
     python Testing/benchmarks/bench_training.py [--configurations 3d_fullres 2d] [--variants nnunet fast]
         [--iterations 5] [--warmup 2] [--threads 2] [--workers 0] [--batch-2d 366] [--data synthetic|hippocampus]
+        [--device cpu|cuda] [--json]
     python Testing/benchmarks/bench_training.py --dice-iterations 300   # + Dice on held-out Hippocampus cases
 
 Plans (nnU-Net v2's for Task04 Hippocampus): ``3d_fullres`` patch 40x56x40, batch 7, plain U-Net with features
@@ -20,6 +21,11 @@ Per iteration: ``wait_s`` (time the loop waited for the batch: augmentation when
 medians over the timed iterations, the peak RSS of the process (and of its data workers), and the speed-up
 against nnU-Net v2.8.1's ~9.0 s per 3d_fullres iteration on this machine (2 threads, batch 7). On a shared
 machine wall times grow with other load; ``cpu_s`` (all threads of the process) is the steadier figure.
+
+``--device cuda`` runs the same measurements on the GPU (``TrainingConfig(device="cuda")``, amp auto: float16
+autocast + GradScaler, unless a variant sets it), with CUDA synchronised before every clock reading; each run then
+adds ``gpu`` and ``peak_gpu_memory_mb`` and the report ``device``; the speed-ups against nnU-Net's CPU time are
+left out. ``--json`` prints the report on one line (for scripts such as ``scripts/gpu_check.py``).
 """
 
 from __future__ import annotations
@@ -130,8 +136,26 @@ def hippocampus_workspace(root: Path, batch_2d: int):
 
 
 # ----- one measurement (runs in a child process) ---------------------------------------------------------------
+def synchronize(device) -> None:
+    """Wait for the GPU's queued work, so that a clock reading includes it (no-op on the CPU)."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def gpu_fields(device) -> dict:
+    """The GPU's name and this process's peak allocated GPU memory (MiB); nothing on the CPU."""
+    import torch
+
+    if device.type != "cuda":
+        return {}
+    return {"gpu": torch.cuda.get_device_name(device),
+            "peak_gpu_memory_mb": round(torch.cuda.max_memory_allocated(device) / 2**20)}
+
+
 def measure(workspace_root: str, configuration: str, variant: str, iterations: int, warmup: int, threads: int,
-            workers: int) -> dict:
+            workers: int, device: str = "cpu") -> dict:
     import torch
 
     from AutoSegNetLib.training import TrainingConfig
@@ -143,8 +167,9 @@ def measure(workspace_root: str, configuration: str, variant: str, iterations: i
     from AutoSegNetLib.workspace import Workspace
 
     torch.set_num_threads(threads)
-    config = TrainingConfig(device="cpu", num_workers=workers, amp="off", **VARIANTS[variant])
-    runtime = make_runtime("cpu", config.amp, config.channels_last)
+    settings = {"amp": "off" if device == "cpu" else "auto", **VARIANTS[variant]}  # a variant may set amp
+    config = TrainingConfig(device=device, num_workers=workers, **settings)
+    runtime = make_runtime(config.device, config.amp, config.channels_last)
     setup = prepare_fold(Workspace.at(workspace_root), "4", configuration, 0)
     components = make_components(setup, config, runtime)
     sources, _ = make_batch_sources(setup, config)
@@ -152,10 +177,12 @@ def measure(workspace_root: str, configuration: str, variant: str, iterations: i
     with BatchLoader(sources, workers) as loader:
         batches = iter(loader.batches("train", range(warmup + iterations)))
         for index in range(warmup + iterations):
+            synchronize(runtime.device)
             started, cpu = time.perf_counter(), time.process_time()
             batch = next(batches)
             got = time.perf_counter()
             loss = float(train_step(components, batch))
+            synchronize(runtime.device)
             done = time.perf_counter()
             if index >= warmup:
                 records.append({"wait_s": got - started, "compute_s": done - got, "iteration_s": done - started,
@@ -169,12 +196,13 @@ def measure(workspace_root: str, configuration: str, variant: str, iterations: i
     return {"configuration": configuration, "variant": variant, "batch_size": setup.plan.batch_size,
             "patch_size": setup.plan.patch_size, "threads": threads, "workers": workers, "timed_iterations": iterations,
             "first_iteration_s": round(first_s, 2), **median, "peak_rss_mb": round(own),
-            "peak_worker_rss_mb": round(children) if workers else None,
+            "peak_worker_rss_mb": round(children) if workers else None, **gpu_fields(runtime.device),
             "losses": [round(r["loss"], 4) for r in records]}
 
 
-def dice_run(workspace_root: str, iterations: int, threads: int) -> dict:
-    """Train 3d_fullres fold 0 for ``iterations`` steps (fast CPU defaults) and validate on its held-out cases."""
+def dice_run(workspace_root: str, iterations: int, threads: int, device: str = "cpu") -> dict:
+    """Train 3d_fullres fold 0 for ``iterations`` steps (the device's defaults) and validate on its held-out
+    cases."""
     import torch
 
     from AutoSegNetLib.progress import ProgressReporter
@@ -184,7 +212,7 @@ def dice_run(workspace_root: str, iterations: int, threads: int) -> dict:
 
     torch.set_num_threads(threads)
     epochs = max(1, iterations // 50)
-    config = TrainingConfig(device="cpu", epochs=epochs, iterations_per_epoch=iterations // epochs, val_iterations=5,
+    config = TrainingConfig(device=device, epochs=epochs, iterations_per_epoch=iterations // epochs, val_iterations=5,
                             num_workers=0, save_every=1000)
     started = time.perf_counter()
     folder = train(Workspace.at(workspace_root), "4", "3d_fullres", 0, config, ProgressReporter("none"))
@@ -198,7 +226,8 @@ def dice_run(workspace_root: str, iterations: int, threads: int) -> dict:
 
 # ----- driver ----------------------------------------------------------------------------------------------------
 def child(args: argparse.Namespace, *extra: str) -> dict:
-    command = [sys.executable, __file__, "--workspace", args.workspace, "--threads", str(args.threads), *extra]
+    command = [sys.executable, __file__, "--workspace", args.workspace, "--threads", str(args.threads),
+               "--device", args.device, *extra]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     if result.returncode != 0:
         return {"error": result.stderr[-2000:], "command": extra}
@@ -217,6 +246,9 @@ def main() -> None:
     parser.add_argument("--data", choices=("synthetic", "hippocampus"), default="synthetic")
     parser.add_argument("--dice-iterations", type=int, default=0, help="also train this many 3d_fullres iterations "
                         "on the shared Hippocampus cases and report the held-out Dice (implies --data hippocampus)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where to train (default cpu; cuda: amp auto, CUDA synchronised before each clock)")
+    parser.add_argument("--json", action="store_true", help="print the report on one line")
     parser.add_argument("--workspace", help=argparse.SUPPRESS)
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -225,9 +257,9 @@ def main() -> None:
         if kind == "measure":
             configuration, variant, iterations, warmup, workers = rest
             out = measure(args.workspace, configuration, variant, int(iterations), int(warmup), args.threads,
-                          int(workers))
+                          int(workers), args.device)
         else:
-            out = dice_run(args.workspace, int(rest[0]), args.threads)
+            out = dice_run(args.workspace, int(rest[0]), args.threads, args.device)
         print(json.dumps(out))
         return
     with tempfile.TemporaryDirectory(prefix="bench_training_") as tmp:
@@ -239,19 +271,21 @@ def main() -> None:
         report = {"benchmark": "training", "data": data, "data_setup_s": round(time.perf_counter() - started, 1),
                   "cpu_count": os.cpu_count(), "load_average_start": [round(x, 2) for x in os.getloadavg()],
                   "nnunet_reference_3d_fullres_s_per_iteration": NNUNET_3D_S_PER_ITERATION, "runs": []}
+        if args.device != "cpu":
+            report["device"] = args.device
         for configuration in args.configurations:
             for variant in args.variants:
                 for workers in args.workers:
                     run = child(args, "--child", "measure", configuration, variant, str(args.iterations),
                                 str(args.warmup), str(workers))
-                    if configuration == "3d_fullres" and "iteration_s" in run:
+                    if configuration == "3d_fullres" and "iteration_s" in run and args.device == "cpu":
                         run["speedup_vs_nnunet_wall"] = round(NNUNET_3D_S_PER_ITERATION / run["iteration_s"], 2)
                         run["speedup_vs_nnunet_cpu"] = round(2 * NNUNET_3D_S_PER_ITERATION / run["cpu_s"], 2)
                     report["runs"].append(run)
         if args.dice_iterations:
             report["dice"] = child(args, "--child", "dice", str(args.dice_iterations))
         report["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-    print(json.dumps(report, indent=1))
+    print(json.dumps(report, indent=None if args.json else 1))
 
 
 if __name__ == "__main__":

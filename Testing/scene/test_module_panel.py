@@ -90,7 +90,8 @@ def panel(a_scene, a_workspace, monkeypatch):
     parameters = logic.getParameterNode()
     parameters.workspace = a_workspace
     panel = panel_module.Panel(RecordingUi(), logic, lambda: parameters)
-    panel.ui.modelComboBox.currentIndex = -1
+    panel.ui.modelComboBox.currentIndex = -1  # an empty Qt combo box
+    panel.ui.catalogueComboBox.currentIndex = -1
     panel.start()
     yield panel
     for job in logic.workflow.jobs.values():
@@ -161,3 +162,12 @@ def test_stop_asks_the_training_to_stop_and_returns_at_once(panel, tmp_path):
         panel.onTimer()
         time.sleep(0.02)
     assert job.state.status == "stopped"
+
+
+def test_the_catalogue_is_listed_and_an_empty_one_disables_its_install_button(panel):
+    assert panel._catalogue == panel.workflow.catalogue()  # the index shipped with the engine
+    assert ("setEnabled", ()) not in panel.ui.installCatalogueButton.calls
+    assert panel.ui.installCatalogueButton.enabled is bool(panel._catalogue)
+    if not panel._catalogue:
+        with pytest.raises(ValueError, match="no model to install yet"):
+            panel.ui.installCatalogueButton.click()

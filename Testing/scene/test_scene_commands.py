@@ -24,6 +24,8 @@ COMMAND_LINES = {
     "predict": commands.predict(Path("/ws"), Path("/in"), Path("/out"), Path("/m"), ["0", "1"], tta=False,
                                 save_uncertainty=True, save_probabilities=True, device="cpu"),
     "install-model": commands.install_model(Path("/ws"), Path("/m.zip")),
+    "models install": commands.install_catalogue_model(Path("/ws"), "demo-ellipsoids", "/ws/index.json"),
+    "import-staged": commands.import_staged(DATASET, Path("/ws/jobs/staging/Dataset007_Scene"), Path("/ws/r.json")),
 }
 
 
