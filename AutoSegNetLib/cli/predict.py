@@ -90,7 +90,9 @@ def add_nnunet_prediction_options(parser: argparse.ArgumentParser) -> None:
     add_ignored(parser, "--not_on_device", nargs=0, reason="the sliding window moves its results to the CPU by "
                 "itself when GPU memory runs out")
     add_refused(parser, "-prev_stage_predictions", nargs=1, message="a 3d_cascade_fullres model predicts its "
-                "3d_lowres stage itself (the model folder next to it); drop the flag")
+                "3d_lowres stage itself (the model folder next to it, or --lowres-model-folder DIR); drop the flag")
+    parser.add_argument("--lowres-model-folder", type=Path, metavar="DIR", help="for a 3d_cascade_fullres model: "
+                        "the 3d_lowres model folder to run first (default: the folder beside it)")
 
 
 def _check_configurations(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -142,6 +144,7 @@ def _load(args: argparse.Namespace, folder: str | Path, postprocess: bool = True
         folder, folds=args.folds, checkpoint=args.checkpoint, device=args.device, tta=not args.no_tta,
         step=args.step, postprocess=postprocess and not args.disable_postprocessing, average=args.average,
         reorient=args.reorient, compute=ComputeSettings(tile_batch=args.tile_batch),
+        previous_stage_folder=getattr(args, "lowres_model_folder", None),
     )  # fmt: skip
 
 

@@ -322,3 +322,9 @@ def test_export_model_zips_both_stages_and_the_installed_cascade_predicts_alike(
     image, geometry = io.read_images([images / "case_000_0000.nii.gz"])
     expected, _ = io.read_seg(tmp_path / "out" / "case_000.nii.gz")
     np.testing.assert_array_equal(predictor.predict(image, geometry)[0], expected)
+    assert cli(target, "predict", "-i", str(images), "-o", str(tmp_path / "out2"), "--model-folder",
+               str(target.results / DATASET / CASCADE), "--lowres-model-folder", str(a_cascade.results / LOWRES),
+               "-f", "0", *PREDICT_FLAGS) == 0  # the same from the command line
+    for case in TEST_CASES:
+        np.testing.assert_array_equal(io.read_seg(tmp_path / "out2" / f"{case}.nii.gz")[0],
+                                      io.read_seg(tmp_path / "out" / f"{case}.nii.gz")[0])
