@@ -61,6 +61,7 @@ class Workflow:
     def start_export(self, dataset: DatasetSettings) -> JobChain:
         """Stage the cases on this thread (step by step, from :meth:`poll`), then write the raw dataset and check
         it in the background (``import-staged``, ``verify``). The chain's meta holds the verify report path."""
+        self.check_dependencies()
         self._refuse_if_running("export", "train")
         report = dataset.workspace_root / "jobs" / f"verify-{dataset.folder_name}.json"
         steps = [*self._export_steps(dataset), JobStep("verify", commands.verify(dataset, report))]
@@ -75,6 +76,7 @@ class Workflow:
         from AutoSegNetSceneLib.staging_job import StagingJob
 
         staging = StagedExport(self.training_set(), dataset)  # refuses at once when there is no case
+        self.last_export = None  # a failed export must not show the report of an earlier one
         report = dataset.workspace_root / "jobs" / f"export-{dataset.folder_name}.json"
         report.unlink(missing_ok=True)
 
