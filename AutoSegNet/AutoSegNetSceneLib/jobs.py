@@ -24,13 +24,12 @@ import psutil
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.utils.atomic import write_json
 from AutoSegNetSceneLib import process as proc
-from AutoSegNetSceneLib.job_state import FAILED, FINISHED, RUNNING, STOPPED, JobState, format_seconds
+from AutoSegNetSceneLib.job_state import FAILED, FINISHED, STOPPED, JobState, format_seconds
 
 log = logging.getLogger(__name__)
 
 JOB_FILE = "job.json"
 EVENTS_FILE, LOG_FILE = proc.EVENTS_FILE, proc.LOG_FILE
-__all__ = ["EngineJob", "FAILED", "FINISHED", "JOB_FILE", "RUNNING", "STOPPED", "find_jobs", "find_status_files"]
 
 
 class EngineJob:

@@ -143,17 +143,6 @@ class TreeKiller:
         return self.done
 
 
-def kill_process_tree(process: psutil.Process | None, extra: Sequence[psutil.Process] = (),
-                      timeout: float = 5.0) -> None:
-    """Blocking variant for scripts and tests (never from the GUI thread): end ``process``, its descendants and
-    ``extra`` within about ``2 * timeout`` seconds."""
-    procs = [*([process] if process is not None else []), *descendants(process), *extra]
-    killer = TreeKiller(procs, grace_s=timeout)
-    deadline = time.monotonic() + 2 * timeout
-    while not killer.step() and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
 def new_job_folder(jobs_root: Path, kind: str) -> Path:
     """A fresh ``<jobs_root>/<date-time>-<kind>[-n]`` folder."""
     stamp = time.strftime("%Y%m%d-%H%M%S")

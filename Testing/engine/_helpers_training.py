@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ from AutoSegNetLib.planning.plans import ConfigurationPlan, Plans
 from AutoSegNetLib.preprocessing.incremental import preprocessing_hash
 from AutoSegNetLib.preprocessing.manifest import Manifest
 from AutoSegNetLib.preprocessing.storage import save_case
+from AutoSegNetLib.progress import ProgressReporter
 from AutoSegNetLib.training import TrainingConfig
 from AutoSegNetLib.workspace import Workspace
 
@@ -125,3 +128,22 @@ def raw_workspace(root: Path, n_cases: int = 5, shape: tuple[int, int, int] = (1
     tiny_plans([16, 16, 16]).save(pre / "plans.json")
     preprocess_dataset(workspace, DATASET, ["3d_fullres"], num_workers=0)
     return workspace
+
+
+class InterruptAt(ProgressReporter):
+    """Sends this process SIGINT when the n-th training iteration event is emitted."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__("none")
+        self.n, self.seen = n, 0
+
+    def emit(self, event, **fields):
+        if event == "iteration":
+            self.seen += 1
+            if self.seen == self.n:
+                os.kill(os.getpid(), signal.SIGINT)
+        return super().emit(event, **fields)
+
+    def with_status_file(self, status_file):
+        self.status_file = status_file
+        return self

@@ -7,9 +7,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import os
 import shutil
-import signal
 import time
 import zipfile
 from pathlib import Path
@@ -17,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _helpers_training import InterruptAt
 
 from AutoSegNetLib.cli import main
 from AutoSegNetLib.dataset import DatasetJson
@@ -215,24 +214,6 @@ def _where(patch_data: np.ndarray, data: np.ndarray, patch: list[int]) -> list[i
 
 
 # ----- resume, fine-tune, validate ----------------------------------------------------------------------------
-class InterruptAt(ProgressReporter):
-    """Sends this process SIGINT at the n-th training iteration event."""
-
-    def __init__(self, n: int) -> None:
-        super().__init__("none")
-        self.n, self.seen = n, 0
-
-    def emit(self, event, **fields):
-        if event == "iteration":
-            self.seen += 1
-            if self.seen == self.n:
-                os.kill(os.getpid(), signal.SIGINT)
-        return super().emit(event, **fields)
-
-    def with_status_file(self, status_file):
-        self.status_file = status_file
-        return self
-
 
 def _copy(run: CascadeRun, target: Path) -> Workspace:
     shutil.copytree(run.workspace.raw.parent, target, symlinks=True)

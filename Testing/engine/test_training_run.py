@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _helpers_training import DATASET, raw_workspace, tiny_config, tiny_workspace
+from _helpers_training import DATASET, InterruptAt, raw_workspace, tiny_config, tiny_workspace
 
 from AutoSegNetLib.cli import main
 from AutoSegNetLib.errors import AutoSegNetError
@@ -101,24 +100,6 @@ def test_validate_only_rewrites_the_summary_without_training(a_trained_fold):
     assert summary.is_file()
     assert (model_folder / "fold_0" / "checkpoint_final.pth").stat().st_mtime_ns == before
 
-
-class InterruptAt(ProgressReporter):
-    """Sends this process SIGINT when the n-th training iteration event is emitted."""
-
-    def __init__(self, n: int) -> None:
-        super().__init__("none")
-        self.n, self.seen = n, 0
-
-    def emit(self, event, **fields):
-        if event == "iteration":
-            self.seen += 1
-            if self.seen == self.n:
-                os.kill(os.getpid(), signal.SIGINT)
-        return super().emit(event, **fields)
-
-    def with_status_file(self, status_file):
-        self.status_file = status_file
-        return self
 
 
 def _losses(model_folder: Path) -> list[tuple[float, float]]:
