@@ -42,6 +42,7 @@ class Workflow:
         self.requirements = requirements
         self.jobs: dict[str, EngineJob | JobChain] = {}
         self.chart_open = False
+        self._chart_shown: tuple[int, int] | None = None  # (job, epochs) the chart last showed
         self.last_export = None
         self.last_segmentation = None
         self.last_uncertainty = None
@@ -235,14 +236,17 @@ class Workflow:
         return found
 
     def update_chart(self, open_chart: bool = False):
-        """Refresh the loss/Dice chart; creates its nodes only once the user opened it (``open_chart``)."""
+        """Refresh the loss/Dice chart; creates its nodes only once the user opened it (``open_chart``), and
+        rebuilds them (from the timer) only when a new epoch was reported. Returns the chart node, or None."""
         from AutoSegNetSceneLib.curves import update_training_chart
 
         self.chart_open = self.chart_open or open_chart
-        if not self.chart_open:
-            return None
         job = self.jobs.get("train")
         history = job.state.history if job is not None else []
+        shown = (id(job), len(history))
+        if not self.chart_open or (shown == self._chart_shown and not open_chart):
+            return None
+        self._chart_shown = shown
         names = {v: n for n, v in self.training_set().labels.as_dict().items()}
         return update_training_chart(self.scene, history, names)
 
