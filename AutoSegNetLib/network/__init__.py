@@ -1,8 +1,9 @@
 """Dynamic U-Nets (nnU-Net v2's ``PlainConvUNet`` and ``ResidualEncoderUNet``) for 2D and 3D patches.
 
-Blocks take their operations as parameters (``conv_op``, ``norm_op``, ``nonlin``), report their own
-feature-map size for the planner's memory estimate (``feature_map_size``), and use the module names of
-MIC-DKFZ/dynamic-network-architectures so nnU-Net v2 checkpoints share state-dict keys.
+Blocks take their layer operations as one frozen :class:`LayerOps` (conv, norm, dropout, non-linearity and
+their settings), so one code path builds 2D and 3D networks; they report their own feature-map size for the
+planner's memory estimate (``feature_map_size``) and use the module names of
+MIC-DKFZ/dynamic-network-architectures, so nnU-Net v2 checkpoints share state-dict keys.
 
 Entry point: :func:`build_network` from a :class:`NetworkSpec`.
 """
@@ -10,6 +11,8 @@ Entry point: :func:`build_network` from a :class:`NetworkSpec`.
 from AutoSegNetLib.network.base import DynamicUNet
 from AutoSegNetLib.network.blocks import ConvDropoutNormReLU, StackedConvBlocks
 from AutoSegNetLib.network.decoder import UNetDecoder
+from AutoSegNetLib.network.encoder import EncoderLayout, StagedEncoder
+from AutoSegNetLib.network.layer_ops import LayerOps
 from AutoSegNetLib.network.ops import (
     DEFAULT_NONLIN_KWARGS,
     DEFAULT_NORM_KWARGS,
@@ -19,7 +22,7 @@ from AutoSegNetLib.network.ops import (
 )
 from AutoSegNetLib.network.plain_unet import PlainConvEncoder, PlainConvUNet
 from AutoSegNetLib.network.registry import NETWORKS, UnknownNetworkError, build_network, get_network_class
-from AutoSegNetLib.network.residual_blocks import BasicBlockD, StackedResidualBlocks
+from AutoSegNetLib.network.residual_blocks import BasicBlockD, ResidualBlockType, StackedResidualBlocks
 from AutoSegNetLib.network.residual_unet import ResidualEncoder, ResidualEncoderUNet
 from AutoSegNetLib.network.spec import NetworkSpec, NetworkSpecError
 from AutoSegNetLib.network.weight_init import init_last_norm_before_add_to_zero, init_weights_he
@@ -32,14 +35,18 @@ __all__ = [
     "ConvDropoutNormReLU",
     "DimOps",
     "DynamicUNet",
+    "EncoderLayout",
+    "LayerOps",
     "NetworkSpec",
     "NetworkSpecError",
     "PlainConvEncoder",
     "PlainConvUNet",
+    "ResidualBlockType",
     "ResidualEncoder",
     "ResidualEncoderUNet",
     "StackedConvBlocks",
     "StackedResidualBlocks",
+    "StagedEncoder",
     "UNetDecoder",
     "UnknownNetworkError",
     "build_network",

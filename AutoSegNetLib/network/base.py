@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import nn
 
 from AutoSegNetLib.network.decoder import UNetDecoder
-from AutoSegNetLib.network.ops import DEFAULT_NONLIN_KWARGS, DEFAULT_NORM_KWARGS, ops_for_dim
+from AutoSegNetLib.network.encoder import EncoderLayout, StagedEncoder
+from AutoSegNetLib.network.layer_ops import LayerOps
 from AutoSegNetLib.network.spec import NetworkSpec
 from AutoSegNetLib.network.weight_init import init_weights_he
 
@@ -23,10 +24,8 @@ class DynamicUNet(nn.Module):
     product of the strides of stages ``1..i``.
     """
 
-    encoder: nn.Module
+    encoder: StagedEncoder
     decoder: UNetDecoder
-    #: Constructor argument that takes :attr:`NetworkSpec.n_conv_per_stage` (the encoder depth per stage).
-    encoder_depth_argument: ClassVar[str] = "n_conv_per_stage"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         """``(B, C_in, *S)`` -> logits; see the class docstring for the deep-supervision list."""
@@ -70,31 +69,20 @@ class DynamicUNet(nn.Module):
         deep_supervision: bool,
         **overrides: Any,
     ) -> DynamicUNet:
-        """Build from ``spec`` with nnU-Net's layer defaults.
+        """Build from ``spec`` with nnU-Net's layers (:meth:`LayerOps.nnunet_defaults`).
 
         Conv bias, instance norm (affine, eps 1e-5), LeakyReLU(0.01), no dropout.
 
-        ``overrides`` replace any constructor keyword (e.g. ``dropout_op``). Weights are PyTorch's defaults;
-        call ``network.apply(network.initialize)`` for nnU-Net's.
+        ``overrides`` replace any constructor keyword (e.g. ``ops=LayerOps(...)`` for other layers).
+        Weights are PyTorch's defaults; call ``network.apply(network.initialize)`` for nnU-Net's.
         """
-        ops = ops_for_dim(spec.ndim)
+        layout = EncoderLayout(spec.features_per_stage, spec.kernel_sizes, spec.strides, spec.n_conv_per_stage)
         kwargs: dict[str, Any] = {
             "input_channels": input_channels,
-            "n_stages": spec.n_stages,
-            "features_per_stage": list(spec.features_per_stage),
-            "conv_op": ops.conv,
-            "kernel_sizes": [list(k) for k in spec.kernel_sizes],
-            "strides": [list(s) for s in spec.strides],
-            cls.encoder_depth_argument: list(spec.n_conv_per_stage),
+            "layout": layout,
+            "ops": LayerOps.nnunet_defaults(spec.ndim),
             "num_classes": num_classes,
             "n_conv_per_stage_decoder": list(spec.n_conv_per_stage_decoder),
-            "conv_bias": True,
-            "norm_op": ops.norm,
-            "norm_op_kwargs": dict(DEFAULT_NORM_KWARGS),
-            "dropout_op": None,
-            "dropout_op_kwargs": None,
-            "nonlin": nn.LeakyReLU,
-            "nonlin_kwargs": dict(DEFAULT_NONLIN_KWARGS),
             "deep_supervision": deep_supervision,
         }
         kwargs.update(overrides)

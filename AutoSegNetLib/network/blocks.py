@@ -11,20 +11,21 @@ output once, ``output_channels x prod(output spatial size)``; dropout, norm and 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
-from AutoSegNetLib.network.ops import check_spatial_size, downsampled, ndim_of_conv_op, per_axis
+from AutoSegNetLib.network.layer_ops import LayerOps
+from AutoSegNetLib.network.ops import chained, check_spatial_size, downsampled, per_axis
 
 
 class ConvDropoutNormReLU(nn.Module):
-    """One convolution followed by optional dropout, normalisation and non-linearity.
+    """One convolution followed by optional dropout, normalisation and non-linearity, built by ``ops``.
 
     ``(B, input_channels, *S) -> (B, output_channels, *S // stride)`` with ``S`` the spatial size
-    ``(Y, X)`` or ``(Z, Y, X)``; padding ``(k - 1) // 2`` keeps the size for odd kernels.
+    ``(Y, X)`` or ``(Z, Y, X)``; padding ``(k - 1) // 2`` keeps the size for odd kernels. A layer whose
+    operation is ``None`` in ``ops`` is left out; ``nonlin_first`` runs the non-linearity before the norm.
 
     The layers are attributes (``conv``, ``dropout``, ``norm``, ``nonlin``) *and* are chained in
     ``all_modules`` (an ``nn.Sequential``), exactly as in dynamic-network-architectures; the state dict
@@ -33,50 +34,28 @@ class ConvDropoutNormReLU(nn.Module):
 
     def __init__(
         self,
-        conv_op: type[nn.Module],
+        ops: LayerOps,
         input_channels: int,
         output_channels: int,
         kernel_size: int | Sequence[int],
         stride: int | Sequence[int],
-        conv_bias: bool = False,
-        norm_op: type[nn.Module] | None = None,
-        norm_op_kwargs: dict[str, Any] | None = None,
-        dropout_op: type[nn.Module] | None = None,
-        dropout_op_kwargs: dict[str, Any] | None = None,
-        nonlin: type[nn.Module] | None = None,
-        nonlin_kwargs: dict[str, Any] | None = None,
         nonlin_first: bool = False,
     ) -> None:
         super().__init__()
-        ndim = ndim_of_conv_op(conv_op)
         self.input_channels = input_channels
         self.output_channels = output_channels
-        self.kernel_size = per_axis(kernel_size, ndim, "kernel_size")
-        self.stride = per_axis(stride, ndim, "stride")
+        self.kernel_size = per_axis(kernel_size, ops.ndim, "kernel_size")
+        self.stride = per_axis(stride, ops.ndim, "stride")
 
-        ops: list[nn.Module] = []
-        self.conv = conv_op(
-            input_channels,
-            output_channels,
-            self.kernel_size,
-            self.stride,
-            padding=[(k - 1) // 2 for k in self.kernel_size],
-            dilation=1,
-            bias=conv_bias,
-        )
-        ops.append(self.conv)
-        if dropout_op is not None:
-            self.dropout = dropout_op(**(dropout_op_kwargs or {}))
-            ops.append(self.dropout)
-        if norm_op is not None:
-            self.norm = norm_op(output_channels, **(norm_op_kwargs or {}))
-            ops.append(self.norm)
-        if nonlin is not None:
-            self.nonlin = nonlin(**(nonlin_kwargs or {}))
-            ops.append(self.nonlin)
-        if nonlin_first and norm_op is not None and nonlin is not None:
-            ops[-1], ops[-2] = ops[-2], ops[-1]
-        self.all_modules = nn.Sequential(*ops)
+        self.conv = ops.conv(input_channels, output_channels, self.kernel_size, self.stride)
+        layers: list[nn.Module] = [self.conv]
+        for name, layer in (("dropout", ops.dropout()), ("norm", ops.norm(output_channels)), ("nonlin", ops.nonlin())):
+            if layer is not None:
+                setattr(self, name, layer)
+                layers.append(layer)
+        if nonlin_first and ops.norm_op is not None and ops.nonlin_op is not None:
+            layers[-1], layers[-2] = layers[-2], layers[-1]
+        self.all_modules = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C_in, *S) -> (B, C_out, *S // stride)``."""
@@ -88,58 +67,53 @@ class ConvDropoutNormReLU(nn.Module):
         return self.output_channels * math.prod(downsampled(input_size, self.stride))
 
 
+def stack_units(
+    n_units: int,
+    count_name: str,
+    input_channels: int,
+    output_channels: int | Sequence[int],
+    initial_stride: int | Sequence[int],
+    make_unit: Callable[[int, int, int | Sequence[int]], nn.Module],
+) -> nn.Sequential:
+    """``n_units`` units ``make_unit(in_channels, out_channels, stride)`` in a row: the first gets
+    ``input_channels`` and ``initial_stride``, each next one the previous one's output and stride 1.
+
+    ``output_channels`` is one count for all units or one per unit; ``count_name`` names ``n_units`` in errors.
+    """
+    if n_units < 1:
+        raise ValueError(f"A stack needs at least one unit; got {count_name}={n_units}.")
+    channels = [output_channels] * n_units if isinstance(output_channels, int) else list(output_channels)
+    if len(channels) != n_units:
+        raise ValueError(f"output_channels {channels} must have {count_name}={n_units} entries.")
+    strides = [initial_stride] + [1] * (n_units - 1)
+    in_out = chained(input_channels, channels)
+    return nn.Sequential(*(make_unit(c_in, c_out, stride) for (c_in, c_out), stride in zip(in_out, strides)))
+
+
+def stack_feature_map_size(units: nn.Sequential, initial_stride: list[int], input_size: Sequence[int]) -> int:
+    """Sum of the units' ``feature_map_size`` (batch size 1): the first unit at ``input_size``, the others
+    after its ``initial_stride``."""
+    check_spatial_size(input_size, initial_stride)
+    size = downsampled(input_size, initial_stride)
+    return units[0].feature_map_size(input_size) + sum(unit.feature_map_size(size) for unit in units[1:])
+
+
 class StackedConvBlocks(nn.Module):
     """``num_convs`` :class:`ConvDropoutNormReLU` units in ``convs``; only the first one is strided.
 
     ``(B, input_channels, *S) -> (B, output_channels, *S // initial_stride)``.
     """
 
-    def __init__(
-        self,
-        num_convs: int,
-        conv_op: type[nn.Module],
-        input_channels: int,
-        output_channels: int | Sequence[int],
-        kernel_size: int | Sequence[int],
-        initial_stride: int | Sequence[int],
-        conv_bias: bool = False,
-        norm_op: type[nn.Module] | None = None,
-        norm_op_kwargs: dict[str, Any] | None = None,
-        dropout_op: type[nn.Module] | None = None,
-        dropout_op_kwargs: dict[str, Any] | None = None,
-        nonlin: type[nn.Module] | None = None,
-        nonlin_kwargs: dict[str, Any] | None = None,
-        nonlin_first: bool = False,
-    ) -> None:
+    def __init__(self, num_convs: int, ops: LayerOps, input_channels: int, output_channels: int | Sequence[int],
+                 kernel_size: int | Sequence[int], initial_stride: int | Sequence[int],
+                 nonlin_first: bool = False) -> None:  # fmt: skip
         super().__init__()
-        if num_convs < 1:
-            raise ValueError(f"A conv stack needs at least one convolution; got num_convs={num_convs}.")
-        channels = (
-            [output_channels] * num_convs if isinstance(output_channels, int) else list(output_channels)
-        )
-        if len(channels) != num_convs:
-            raise ValueError(f"output_channels {channels} must have num_convs={num_convs} entries.")
-        common = {
-            "conv_bias": conv_bias,
-            "norm_op": norm_op,
-            "norm_op_kwargs": norm_op_kwargs,
-            "dropout_op": dropout_op,
-            "dropout_op_kwargs": dropout_op_kwargs,
-            "nonlin": nonlin,
-            "nonlin_kwargs": nonlin_kwargs,
-            "nonlin_first": nonlin_first,
-        }
-        in_channels = [input_channels, *channels[:-1]]
-        self.convs = nn.Sequential(
-            *(
-                ConvDropoutNormReLU(
-                    conv_op, c_in, c_out, kernel_size, initial_stride if i == 0 else 1, **common
-                )
-                for i, (c_in, c_out) in enumerate(zip(in_channels, channels))
-            )
-        )
-        self.output_channels = channels[-1]
-        self.initial_stride = per_axis(initial_stride, ndim_of_conv_op(conv_op), "initial_stride")
+        self.convs = stack_units(
+            num_convs, "num_convs", input_channels, output_channels, initial_stride,
+            lambda c_in, c_out, stride: ConvDropoutNormReLU(ops, c_in, c_out, kernel_size, stride, nonlin_first),
+        )  # fmt: skip
+        self.output_channels = self.convs[-1].output_channels
+        self.initial_stride = per_axis(initial_stride, ops.ndim, "initial_stride")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C_in, *S) -> (B, C_out, *S // initial_stride)``."""
@@ -148,7 +122,4 @@ class StackedConvBlocks(nn.Module):
     def feature_map_size(self, input_size: Sequence[int]) -> int:
         """Sum of the units' conv outputs for batch size 1 (the first unit at ``input_size``, the rest after
         its stride)."""
-        check_spatial_size(input_size, self.initial_stride)
-        total = self.convs[0].feature_map_size(input_size)
-        size = downsampled(input_size, self.initial_stride)
-        return total + sum(unit.feature_map_size(size) for unit in self.convs[1:])
+        return stack_feature_map_size(self.convs, self.initial_stride, input_size)

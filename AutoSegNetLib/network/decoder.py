@@ -9,15 +9,15 @@ import torch
 from torch import nn
 
 from AutoSegNetLib.network.blocks import StackedConvBlocks
-from AutoSegNetLib.network.ops import check_spatial_size, downsampled, ops_for_conv
+from AutoSegNetLib.network.ops import check_spatial_size, downsampled
 
 
 class UNetDecoder(nn.Module):
     """Upsample, concatenate the skip, convolve; one 1x1 segmentation layer per decoder stage.
 
     Built from an encoder that exposes ``output_channels`` (features per stage), ``strides``,
-    ``kernel_sizes``, ``conv_op``, ``conv_bias``, ``norm_op(_kwargs)``, ``dropout_op(_kwargs)`` and
-    ``nonlin(_kwargs)``. Decoder stage ``s`` (0 = deepest) holds:
+    ``kernel_sizes`` and ``ops`` (the :class:`~AutoSegNetLib.network.layer_ops.LayerOps` its layers were
+    built with; the decoder's layers use the same). Decoder stage ``s`` (0 = deepest) holds:
 
     - ``transpconvs[s]``: transposed conv, kernel = stride = the encoder stride it undoes, from encoder
       stage ``-(s+1)``'s channels to stage ``-(s+2)``'s;
@@ -43,45 +43,18 @@ class UNetDecoder(nn.Module):
         self.deep_supervision = deep_supervision
         self.encoder = encoder
         self.num_classes = num_classes
-        n_stages_encoder = len(encoder.output_channels)
-        if n_stages_encoder < 2:
-            raise ValueError("A U-Net needs at least 2 stages to have a decoder.")
-        if isinstance(n_conv_per_stage, int):
-            n_conv_per_stage = [n_conv_per_stage] * (n_stages_encoder - 1)
-        if len(n_conv_per_stage) != n_stages_encoder - 1:
-            raise ValueError(
-                f"n_conv_per_stage_decoder {list(n_conv_per_stage)} must have one entry per decoder stage "
-                f"(n_stages - 1 = {n_stages_encoder - 1})."
-            )
-        transposed_conv = ops_for_conv(encoder.conv_op).transposed_conv
-
+        n_convs = _decoder_depths(n_conv_per_stage, len(encoder.output_channels))
+        ops = encoder.ops
         stages, transpconvs, seg_layers = [], [], []
-        for s in range(1, n_stages_encoder):
+        for s in range(1, len(encoder.output_channels)):
             features_below = encoder.output_channels[-s]
             features_skip = encoder.output_channels[-(s + 1)]
-            stride = encoder.strides[-s]
-            transpconvs.append(
-                transposed_conv(features_below, features_skip, stride, stride, bias=encoder.conv_bias)
-            )
+            transpconvs.append(ops.transposed_conv(features_below, features_skip, encoder.strides[-s]))
+            kernel = encoder.kernel_sizes[-(s + 1)]
             stages.append(
-                StackedConvBlocks(
-                    n_conv_per_stage[s - 1],
-                    encoder.conv_op,
-                    2 * features_skip,
-                    features_skip,
-                    encoder.kernel_sizes[-(s + 1)],
-                    1,
-                    encoder.conv_bias,
-                    encoder.norm_op,
-                    encoder.norm_op_kwargs,
-                    encoder.dropout_op,
-                    encoder.dropout_op_kwargs,
-                    encoder.nonlin,
-                    encoder.nonlin_kwargs,
-                    nonlin_first,
-                )
+                StackedConvBlocks(n_convs[s - 1], ops, 2 * features_skip, features_skip, kernel, 1, nonlin_first)
             )
-            seg_layers.append(encoder.conv_op(features_skip, num_classes, 1, 1, 0, bias=True))
+            seg_layers.append(ops.conv(features_skip, num_classes, 1, 1, bias=True))
         self.stages = nn.ModuleList(stages)
         self.transpconvs = nn.ModuleList(transpconvs)
         self.seg_layers = nn.ModuleList(seg_layers)
@@ -129,3 +102,17 @@ class UNetDecoder(nn.Module):
             if self.deep_supervision or s == last:
                 total += self.num_classes * voxels
         return total
+
+
+def _decoder_depths(n_conv_per_stage: int | Sequence[int], n_stages_encoder: int) -> list[int]:
+    """Conv units per decoder stage, deepest first: ``n_stages_encoder - 1`` entries."""
+    if n_stages_encoder < 2:
+        raise ValueError("A U-Net needs at least 2 stages to have a decoder.")
+    if isinstance(n_conv_per_stage, int):
+        return [n_conv_per_stage] * (n_stages_encoder - 1)
+    if len(n_conv_per_stage) != n_stages_encoder - 1:
+        raise ValueError(
+            f"n_conv_per_stage_decoder {list(n_conv_per_stage)} must have one entry per decoder stage "
+            f"(n_stages - 1 = {n_stages_encoder - 1})."
+        )
+    return list(n_conv_per_stage)

@@ -1,8 +1,9 @@
 """Operations by dimensionality, so one code path builds 2D and 3D networks.
 
-Every block in this package takes the operation classes as parameters (``conv_op``, ``norm_op``,
-``dropout_op``, ``nonlin``) instead of branching on the dimension; :func:`ops_for_dim` picks the
-matching set for 2D (``(B, C, Y, X)``) or 3D (``(B, C, Z, Y, X)``) tensors.
+Every block in this package takes its layer operations as one
+:class:`~AutoSegNetLib.network.layer_ops.LayerOps` instead of branching on the dimension;
+:func:`ops_for_dim` picks the matching classes for 2D (``(B, C, Y, X)``) or 3D (``(B, C, Z, Y, X)``) tensors.
+The shape helpers below (:func:`per_axis`, :func:`downsampled`, ...) are shared by the blocks and encoders.
 """
 
 from __future__ import annotations
@@ -83,25 +84,9 @@ def check_spatial_size(input_size: Sequence[int], stride: Sequence[int]) -> None
         )
 
 
-def per_stage(value: Any, n_stages: int, what: str) -> list[Any]:
-    """``value`` as one entry per stage: a scalar is repeated, a sequence must have ``n_stages`` entries."""
-    if isinstance(value, (list, tuple)):
-        if len(value) != n_stages:
-            raise ValueError(f"{what} {list(value)} must have one entry per stage (n_stages={n_stages}).")
-        return list(value)
-    return [value] * n_stages
+def chained(input_channels: int, output_channels: Sequence[int]) -> list[tuple[int, int]]:
+    """``(in, out)`` channels of units run one after the other: each unit takes the previous unit's output.
 
-
-def keep_layer_settings(encoder: nn.Module, conv_op: type, kernel_sizes: list, conv_bias: bool,
-                        norm_op: type | None, norm_op_kwargs: dict | None, dropout_op: type | None,
-                        dropout_op_kwargs: dict | None, nonlin: type | None, nonlin_kwargs: dict | None) -> None:
-    """Store an encoder's layer settings under the attribute names the decoder copies them from."""
-    encoder.conv_op = conv_op
-    encoder.kernel_sizes = kernel_sizes
-    encoder.conv_bias = conv_bias
-    encoder.norm_op = norm_op
-    encoder.norm_op_kwargs = norm_op_kwargs
-    encoder.dropout_op = dropout_op
-    encoder.dropout_op_kwargs = dropout_op_kwargs
-    encoder.nonlin = nonlin
-    encoder.nonlin_kwargs = nonlin_kwargs
+    ``chained(2, [4, 8])`` is ``[(2, 4), (4, 8)]``.
+    """
+    return list(zip([input_channels, *output_channels[:-1]], output_channels))

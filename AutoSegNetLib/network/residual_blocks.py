@@ -2,19 +2,26 @@
 
 Names follow MIC-DKFZ/dynamic-network-architectures (``BasicBlockD``, ``StackedResidualBlocks``;
 attributes ``conv1``, ``conv2``, ``nonlin2``, ``skip``, ``blocks``) so checkpoints share state-dict keys.
+:class:`StackedResidualBlocks` takes the block type as a parameter (``block``, :class:`BasicBlockD` by
+default), as dynamic-network-architectures does to choose between its basic and bottleneck blocks.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
-from AutoSegNetLib.network.blocks import ConvDropoutNormReLU
-from AutoSegNetLib.network.ops import check_spatial_size, downsampled, ndim_of_conv_op, ops_for_conv, per_axis
+from AutoSegNetLib.network.blocks import ConvDropoutNormReLU, stack_feature_map_size, stack_units
+from AutoSegNetLib.network.layer_ops import LayerOps
+from AutoSegNetLib.network.ops import check_spatial_size, downsampled, per_axis
+
+#: A residual block type: called as ``block(ops, input_channels, output_channels, kernel_size, stride)``, it
+#: returns a module ``(B, input_channels, *S) -> (B, output_channels, *S // stride)`` with an
+#: ``output_channels`` attribute and a ``feature_map_size(input_size)`` method, like :class:`BasicBlockD`.
+ResidualBlockType = Callable[[LayerOps, int, int, int | Sequence[int], int | Sequence[int]], nn.Module]
 
 
 class BasicBlockD(nn.Module):
@@ -31,61 +38,38 @@ class BasicBlockD(nn.Module):
 
     def __init__(
         self,
-        conv_op: type[nn.Module],
+        ops: LayerOps,
         input_channels: int,
         output_channels: int,
         kernel_size: int | Sequence[int],
         stride: int | Sequence[int],
-        conv_bias: bool = False,
-        norm_op: type[nn.Module] | None = None,
-        norm_op_kwargs: dict[str, Any] | None = None,
-        dropout_op: type[nn.Module] | None = None,
-        dropout_op_kwargs: dict[str, Any] | None = None,
-        nonlin: type[nn.Module] | None = None,
-        nonlin_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        ndim = ndim_of_conv_op(conv_op)
         self.input_channels = input_channels
         self.output_channels = output_channels
-        self.stride = per_axis(stride, ndim, "stride")
-        kernel = per_axis(kernel_size, ndim, "kernel_size")
+        self.stride = per_axis(stride, ops.ndim, "stride")
+        kernel = per_axis(kernel_size, ops.ndim, "kernel_size")
 
-        self.conv1 = ConvDropoutNormReLU(
-            conv_op,
-            input_channels,
-            output_channels,
-            kernel,
-            self.stride,
-            conv_bias,
-            norm_op,
-            norm_op_kwargs,
-            dropout_op,
-            dropout_op_kwargs,
-            nonlin,
-            nonlin_kwargs,
-        )
-        self.conv2 = ConvDropoutNormReLU(
-            conv_op, output_channels, output_channels, kernel, 1, conv_bias, norm_op, norm_op_kwargs
-        )
-        self.nonlin2 = nonlin(**(nonlin_kwargs or {})) if nonlin is not None else nn.Identity()
+        self.conv1 = ConvDropoutNormReLU(ops, input_channels, output_channels, kernel, self.stride)
+        self.conv2 = ConvDropoutNormReLU(ops.only_conv_and_norm(), output_channels, output_channels, kernel, 1)
+        nonlin = ops.nonlin()
+        self.nonlin2 = nn.Identity() if nonlin is None else nonlin
+        self.skip = self._skip_path(ops, input_channels, output_channels, self.stride)
 
-        has_stride = any(s != 1 for s in self.stride)
+    @staticmethod
+    def _skip_path(ops: LayerOps, input_channels: int, output_channels: int, stride: list[int]) -> nn.Module:
+        """Identity, or ``Sequential([AvgPool(stride)], [1x1 conv without bias + norm])``."""
+        has_stride = any(s != 1 for s in stride)
         needs_projection = input_channels != output_channels
-        self.skip: nn.Module
-        if has_stride or needs_projection:
-            skip_ops: list[nn.Module] = []
-            if has_stride:
-                skip_ops.append(ops_for_conv(conv_op).avg_pool(self.stride, self.stride))
-            if needs_projection:
-                skip_ops.append(
-                    ConvDropoutNormReLU(
-                        conv_op, input_channels, output_channels, 1, 1, False, norm_op, norm_op_kwargs
-                    )
-                )
-            self.skip = nn.Sequential(*skip_ops)
-        else:
-            self.skip = nn.Identity()
+        if not (has_stride or needs_projection):
+            return nn.Identity()
+        skip_ops: list[nn.Module] = []
+        if has_stride:
+            skip_ops.append(ops.avg_pool(stride))
+        if needs_projection:
+            projection_ops = ops.only_conv_and_norm(conv_bias=False)
+            skip_ops.append(ConvDropoutNormReLU(projection_ops, input_channels, output_channels, 1, 1))
+        return nn.Sequential(*skip_ops)
 
     @property
     def has_skip_path_ops(self) -> bool:
@@ -109,63 +93,24 @@ class BasicBlockD(nn.Module):
 
 
 class StackedResidualBlocks(nn.Module):
-    """``n_blocks`` :class:`BasicBlockD` in ``blocks``; only the first is strided and changes the channels.
+    """``n_blocks`` residual blocks of type ``block`` in ``blocks``; only the first is strided and changes
+    the channels. Shapes as :class:`~AutoSegNetLib.network.blocks.StackedConvBlocks`."""
 
-    ``(B, input_channels, *S) -> (B, output_channels, *S // initial_stride)``.
-    """
-
-    def __init__(
-        self,
-        n_blocks: int,
-        conv_op: type[nn.Module],
-        input_channels: int,
-        output_channels: int | Sequence[int],
-        kernel_size: int | Sequence[int],
-        initial_stride: int | Sequence[int],
-        conv_bias: bool = False,
-        norm_op: type[nn.Module] | None = None,
-        norm_op_kwargs: dict[str, Any] | None = None,
-        dropout_op: type[nn.Module] | None = None,
-        dropout_op_kwargs: dict[str, Any] | None = None,
-        nonlin: type[nn.Module] | None = None,
-        nonlin_kwargs: dict[str, Any] | None = None,
-    ) -> None:
+    def __init__(self, n_blocks: int, ops: LayerOps, input_channels: int, output_channels: int | Sequence[int],
+                 kernel_size: int | Sequence[int], initial_stride: int | Sequence[int],
+                 block: ResidualBlockType = BasicBlockD) -> None:  # fmt: skip
         super().__init__()
-        if n_blocks < 1:
-            raise ValueError(f"A residual stage needs at least one block; got n_blocks={n_blocks}.")
-        channels = [output_channels] * n_blocks if isinstance(output_channels, int) else list(output_channels)
-        if len(channels) != n_blocks:
-            raise ValueError(f"output_channels {channels} must have n_blocks={n_blocks} entries.")
-        in_channels = [input_channels, *channels[:-1]]
-        self.blocks = nn.Sequential(
-            *(
-                BasicBlockD(
-                    conv_op,
-                    c_in,
-                    c_out,
-                    kernel_size,
-                    initial_stride if i == 0 else 1,
-                    conv_bias,
-                    norm_op,
-                    norm_op_kwargs,
-                    dropout_op,
-                    dropout_op_kwargs,
-                    nonlin,
-                    nonlin_kwargs,
-                )
-                for i, (c_in, c_out) in enumerate(zip(in_channels, channels))
-            )
-        )
-        self.output_channels = channels[-1]
-        self.initial_stride = per_axis(initial_stride, ndim_of_conv_op(conv_op), "initial_stride")
+        self.blocks = stack_units(
+            n_blocks, "n_blocks", input_channels, output_channels, initial_stride,
+            lambda c_in, c_out, stride: block(ops, c_in, c_out, kernel_size, stride),
+        )  # fmt: skip
+        self.output_channels = self.blocks[-1].output_channels
+        self.initial_stride = per_axis(initial_stride, ops.ndim, "initial_stride")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C_in, *S) -> (B, C_out, *S // initial_stride)``."""
         return self.blocks(x)
 
     def feature_map_size(self, input_size: Sequence[int]) -> int:
-        """Sum of the blocks' :meth:`BasicBlockD.feature_map_size` (the first at ``input_size``)."""
-        check_spatial_size(input_size, self.initial_stride)
-        total = self.blocks[0].feature_map_size(input_size)
-        size = downsampled(input_size, self.initial_stride)
-        return total + sum(block.feature_map_size(size) for block in self.blocks[1:])
+        """Sum of the blocks' ``feature_map_size`` (the first at ``input_size``, the rest after its stride)."""
+        return stack_feature_map_size(self.blocks, self.initial_stride, input_size)

@@ -26,7 +26,7 @@ class NetworkSpec:
     - ``kernel_sizes``/``strides``: per stage, one odd kernel size / one stride per axis; the first stride is
       usually all 1.
     - ``n_conv_per_stage``: conv units per encoder stage, or residual blocks per stage for
-      ``ResidualEncoderUNet`` (its ``n_blocks_per_stage``).
+      ``ResidualEncoderUNet`` (nnU-Net's ``n_blocks_per_stage``); the networks take it as ``EncoderLayout.depths``.
     - ``n_conv_per_stage_decoder``: conv units per decoder stage, deepest first (``n_stages - 1`` entries).
     """
 

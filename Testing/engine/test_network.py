@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
+import pickle
 from collections.abc import Iterator
 
 import pytest
@@ -15,8 +17,11 @@ from AutoSegNetLib.network import (
     NETWORKS,
     BasicBlockD,
     ConvDropoutNormReLU,
+    EncoderLayout,
+    LayerOps,
     NetworkSpec,
     NetworkSpecError,
+    ResidualEncoder,
     StackedConvBlocks,
     UnknownNetworkError,
     build_network,
@@ -200,14 +205,14 @@ def test_feature_map_size_is_the_sum_of_encoder_and_decoder_sizes() -> None:
     ("block", "input_size", "expected"),
     [
         # output channels x voxels after the stride
-        (ConvDropoutNormReLU(nn.Conv3d, 2, 5, [1, 3, 3], [1, 2, 2]), [8, 16, 16], 5 * 8 * 8 * 8),
-        (ConvDropoutNormReLU(nn.Conv2d, 2, 5, 3, 1), [6, 4], 5 * 6 * 4),
+        (ConvDropoutNormReLU(LayerOps(nn.Conv3d), 2, 5, [1, 3, 3], [1, 2, 2]), [8, 16, 16], 5 * 8 * 8 * 8),
+        (ConvDropoutNormReLU(LayerOps(nn.Conv2d), 2, 5, 3, 1), [6, 4], 5 * 6 * 4),
         # first unit strided, the second at the strided size
-        (StackedConvBlocks(2, nn.Conv2d, 3, 4, 3, 2), [8, 6], 4 * 4 * 3 + 4 * 4 * 3),
+        (StackedConvBlocks(2, LayerOps(nn.Conv2d), 3, 4, 3, 2), [8, 6], 4 * 4 * 3 + 4 * 4 * 3),
         # conv1, conv2, and the pooled + projected skip
-        (BasicBlockD(nn.Conv3d, 4, 8, 3, 2), [4, 8, 8], 3 * 8 * 2 * 4 * 4),
+        (BasicBlockD(LayerOps(nn.Conv3d), 4, 8, 3, 2), [4, 8, 8], 3 * 8 * 2 * 4 * 4),
         # conv1, conv2, identity skip not counted
-        (BasicBlockD(nn.Conv2d, 8, 8, 3, 1), [6, 6], 2 * 8 * 6 * 6),
+        (BasicBlockD(LayerOps(nn.Conv2d), 8, 8, 3, 1), [6, 6], 2 * 8 * 6 * 6),
     ],
     ids=[
         "conv_unit_anisotropic_stride",
@@ -289,6 +294,47 @@ def test_residual_encoder_has_the_planned_number_of_blocks_per_stage() -> None:
 
     assert [len(stage.blocks) for stage in network.encoder.stages] == [1, 3, 4, 6]
     assert [block.has_skip_path_ops for block in network.encoder.stages[3].blocks] == [True] + [False] * 5
+
+
+def test_residual_encoder_builds_its_stages_from_the_given_block_type() -> None:
+    class TaggedBlock(BasicBlockD):
+        pass
+
+    layout = EncoderLayout(features=[4, 8], kernel_sizes=[[3, 3]] * 2, strides=[[1, 1], [2, 2]], depths=[1, 2])
+    encoder = ResidualEncoder(INPUT_CHANNELS, layout, LayerOps.nnunet_defaults(2), block=TaggedBlock)
+
+    assert [type(block) for stage in encoder.stages for block in stage.blocks] == [TaggedBlock] * 3
+    assert tuple(encoder(torch.zeros(1, INPUT_CHANNELS, 8, 6)).shape) == (1, 8, 4, 3)
+
+
+def test_layer_ops_keeps_a_read_only_copy_of_the_layer_settings() -> None:
+    settings = {"eps": 1e-5, "affine": True}
+    ops = LayerOps(nn.Conv2d, norm_op=nn.InstanceNorm2d, norm_kwargs=settings)
+    settings["eps"] = 1.0
+
+    assert ops.norm_kwargs == {"eps": 1e-5, "affine": True}
+    with pytest.raises(TypeError):
+        ops.norm_kwargs["eps"] = 1.0  # type: ignore[index]
+    assert pickle.loads(pickle.dumps(ops)) == ops
+
+
+def test_a_built_network_can_be_deep_copied_with_its_layer_ops() -> None:
+    network = a_network("ResidualEncoderUNet", "2d")
+
+    copied = copy.deepcopy(network)
+
+    assert copied.encoder.ops == network.encoder.ops == LayerOps.nnunet_defaults(2)
+    assert copied.decoder.encoder is copied.encoder
+
+
+def test_layer_ops_rejects_a_conv_that_is_neither_2d_nor_3d() -> None:
+    with pytest.raises(ValueError, match="conv_op must be nn.Conv2d or nn.Conv3d"):
+        LayerOps(nn.Conv1d)
+
+
+def test_encoder_layout_rejects_settings_for_another_number_of_stages() -> None:
+    with pytest.raises(ValueError, match=r"strides \[\[1, 1\]\] must have one entry per stage \(n_stages=2\)"):
+        EncoderLayout(features=[4, 8], kernel_sizes=[[3, 3]] * 2, strides=[[1, 1]], depths=[1, 1])
 
 
 def test_unknown_network_name_error_suggests_the_closest_name_and_lists_the_known_ones() -> None:
