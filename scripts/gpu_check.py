@@ -327,7 +327,7 @@ def train_arguments(context: CheckContext, fold: int, amp: str) -> list[str]:
 
 def training_record(result: CommandResult, fold: int) -> dict[str, Any]:
     """Timing and losses of a finished training run (its events and its fold's ``progress.json``)."""
-    from AutoSegNetLib.inference.model_folder import fold_folder_name
+    from AutoSegNetLib.layout import PROGRESS_FILE, fold_folder_name
     from AutoSegNetLib.utils.atomic import read_json
 
     events = parse_events(result.stdout)
@@ -335,7 +335,7 @@ def training_record(result: CommandResult, fold: int) -> dict[str, Any]:
     if done.get("status") != "finished":
         raise CheckFailedError(f"training ended with status {done.get('status')!r}, not 'finished'", {"done": done})
     model_folder = Path(done["model_folder"])
-    epoch = read_json(model_folder / fold_folder_name(fold) / "progress.json")["epochs"][-1]
+    epoch = read_json(model_folder / fold_folder_name(fold) / PROGRESS_FILE)["epochs"][-1]
     losses = {"train_loss": epoch["train_loss"], "val_loss": epoch["val_loss"],
               "last_iteration_loss": last_event(events, "iteration")["train_loss"]}
     record = {"fold": fold, "device": last_event(events, "stage").get("device"), **iteration_timing(events),

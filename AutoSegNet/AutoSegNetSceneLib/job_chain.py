@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from AutoSegNetSceneLib.job_state import FAILED, FINISHED, RUNNING, JobState
-from AutoSegNetSceneLib.jobs import EngineJob
+from AutoSegNetLib.jobs.engine_job import EngineJob
+from AutoSegNetLib.jobs.state import FAILED, FINISHED, RUNNING, JobState
 
 
 @dataclass

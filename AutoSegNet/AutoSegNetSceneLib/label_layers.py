@@ -2,7 +2,7 @@
 
 The label map takes the label table's values; where segments overlap the one with the higher value wins. Instead
 of building that array here (on Slicer's GUI thread), :func:`label_layers` hands over the node memory as it is,
-plus what each value in it means (see :func:`AutoSegNetLib.dataset.staged.compose_label`), and the engine paints
+plus what each value in it means (see :func:`AutoSegNetLib.dataset.staged_label.compose_label`), and the engine paints
 the final map in the background:
 
 - a labelmap on the volume's voxel lattice: the labelmap's own array, each value mapped to the label its segment
@@ -26,7 +26,7 @@ import slicer
 import vtk
 from vtk.util.numpy_support import vtk_to_numpy
 
-from AutoSegNetLib.dataset.staged import LabelLayer, compose_label, label_dtype_for
+from AutoSegNetLib.dataset.staged_label import LabelLayer, compose_label, label_dtype_for
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetSceneLib import volumes
 from AutoSegNetSceneLib.cases import TrainingCase, TrainingSet, string_array, temporary_nodes

@@ -1,8 +1,8 @@
 """Trained and installed models in the workspace, and the versions of the annotate-correct-retrain loop.
 
-A model folder holds ``plans.json``, ``dataset.json`` and ``fold_<k>/checkpoint_final.pth`` (see the engine's
-workspace layout). Training writes into ``results/<Dataset>/AutoSegNet__<plans>__<configuration>/``; after each
-successful training the module copies what prediction needs (plans, dataset.json, final checkpoints,
+A model folder holds ``plans.json``, ``dataset.json`` and ``fold_<k>/checkpoint_final.pth`` (the engine's
+:mod:`AutoSegNetLib.layout`). Training writes into ``results/<Dataset>/AutoSegNet__<plans>__<configuration>/``;
+after each successful training the module copies what prediction needs (plans, dataset.json, final checkpoints,
 validation summary) into ``versions/<Dataset>/<configuration>/v<NNN>/``, so the user can go back to any
 round. Retraining fine-tunes from a version into the working folder again.
 """
@@ -17,14 +17,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.layout import (
+    DATASET_JSON_FILE,
+    FOLD_FOLDER_GLOB,
+    OPTIONAL_MODEL_FILES,
+    PLANS_FILE,
+    PROGRESS_FILE,
+    REQUIRED_MODEL_FILES,
+    TRAINING_LOG_FILE,
+    VALIDATION_SUMMARY,
+    checkpoint_file_name,
+    fold_folder_name,
+    folds_with_checkpoint,
+    model_folder_name,
+    split_model_folder_name,
+)
 from AutoSegNetLib.utils.atomic import write_json
 from AutoSegNetSceneLib.import_prediction import model_label_names
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT = "checkpoint_final.pth"
+#: The checkpoint kind the module predicts with, keeps in versions and fine-tunes from, and its file name.
+CHECKPOINT_KIND = "final"
+CHECKPOINT = checkpoint_file_name(CHECKPOINT_KIND)
 VERSION_FILE = "version.json"
-KEPT_FOLD_FILES = (CHECKPOINT, "validation/summary.json", "progress.json", "training_log.txt")
+KEPT_FOLD_FILES = (CHECKPOINT, VALIDATION_SUMMARY, PROGRESS_FILE, TRAINING_LOG_FILE)
 
 
 @dataclass
@@ -54,14 +71,14 @@ class ModelInfo:
 def read_model(folder: Path) -> ModelInfo | None:
     """The model in ``folder``, or None if it is not a usable model folder (no final checkpoint)."""
     folder = Path(folder)
-    if not (folder / "plans.json").is_file() or not (folder / "dataset.json").is_file():
+    if not (folder / PLANS_FILE).is_file() or not (folder / DATASET_JSON_FILE).is_file():
         return None
-    folds = sorted(p.name[len("fold_"):] for p in folder.glob("fold_*") if (p / CHECKPOINT).is_file())
+    folds = folds_with_checkpoint(folder, CHECKPOINT_KIND)
     if not folds:
         return None
-    dataset = _read_json(folder / "dataset.json")
+    dataset = _read_json(folder / DATASET_JSON_FILE)
     version = _read_json(folder / VERSION_FILE)
-    dices = [d for d in (validation_dice(folder / f"fold_{f}") for f in folds) if d is not None]
+    dices = [d for d in (validation_dice(folder / fold_folder_name(f)) for f in folds) if d is not None]
     return ModelInfo(
         folder=folder,
         dataset=version.get("dataset") or folder.parent.name,
@@ -84,7 +101,7 @@ def find_models(workspace_root: Path) -> list[ModelInfo]:
 
 def validation_dice(fold_folder: Path) -> float | None:
     """Mean foreground Dice from ``validation/summary.json`` (nnU-Net's layout or a flat ``mean_dice``)."""
-    summary = _read_json(Path(fold_folder) / "validation" / "summary.json")
+    summary = _read_json(Path(fold_folder) / VALIDATION_SUMMARY)
     foreground = summary.get("foreground_mean")
     if isinstance(foreground, dict) and isinstance(foreground.get("Dice"), (int, float)):
         return float(foreground["Dice"])
@@ -104,17 +121,17 @@ def snapshot_version(model_folder: Path, versions_root: Path, dataset: str, conf
     """Copy what prediction needs from a trained model folder into the next ``v<NNN>`` folder."""
     model_folder = Path(model_folder)
     if read_model(model_folder) is None:
-        raise AutoSegNetError(f"{model_folder} holds no finished training (no fold_*/{CHECKPOINT}).")
+        raise AutoSegNetError(f"{model_folder} holds no finished training (no {FOLD_FOLDER_GLOB}/{CHECKPOINT}).")
     parent = Path(versions_root) / dataset / configuration
     number = 1 + max((int(p.name[1:]) for p in parent.glob("v[0-9][0-9][0-9]")), default=0)
     target = parent / f"v{number:03d}"
     partial = parent / f".v{number:03d}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    for name in ("plans.json", "dataset.json", "fingerprint.json", "postprocessing.json"):
+    for name in (*REQUIRED_MODEL_FILES, *OPTIONAL_MODEL_FILES):
         if (model_folder / name).is_file():
             shutil.copy2(model_folder / name, partial / name)
-    for fold in model_folder.glob("fold_*"):
+    for fold in model_folder.glob(FOLD_FOLDER_GLOB):
         for name in KEPT_FOLD_FILES:
             if (fold / name).is_file():
                 (partial / fold.name / name).parent.mkdir(parents=True, exist_ok=True)
@@ -122,7 +139,7 @@ def snapshot_version(model_folder: Path, versions_root: Path, dataset: str, conf
     write_json(partial / VERSION_FILE, {
         "dataset": dataset, "configuration": configuration, "source": str(model_folder),
         "based_on": str(based_on) if based_on else None, "created": time.time(), "note": note,
-        "checkpoints": {f.name: _file_stamp(f / CHECKPOINT) for f in model_folder.glob("fold_*")
+        "checkpoints": {f.name: _file_stamp(f / CHECKPOINT) for f in model_folder.glob(FOLD_FOLDER_GLOB)
                         if (f / CHECKPOINT).is_file()},
     })
     partial.rename(target)  # a version folder appears complete or not at all
@@ -132,7 +149,7 @@ def snapshot_version(model_folder: Path, versions_root: Path, dataset: str, conf
 
 def working_model_folder(results_dataset: Path, configuration: str) -> Path | None:
     """The training output folder ``AutoSegNet__<plans>__<configuration>`` of a dataset, if any."""
-    matches = sorted(Path(results_dataset).glob(f"AutoSegNet__*__{configuration}"))
+    matches = sorted(Path(results_dataset).glob(model_folder_name("*", configuration)))
     return matches[0] if matches else None
 
 
@@ -142,7 +159,7 @@ def prepare_for_finetuning(model_folder: Path, fold: str, versions_root: Path, d
 
     A finished training there that no version holds yet is saved as a version first, so nothing is lost.
     """
-    fold_folder = Path(model_folder) / f"fold_{fold}"
+    fold_folder = Path(model_folder) / fold_folder_name(fold)
     if not fold_folder.exists():
         return
     if (fold_folder / CHECKPOINT).is_file():
@@ -160,8 +177,8 @@ def _file_stamp(path: Path) -> list:
 
 
 def _configuration_from_name(name: str) -> str:
-    parts = name.split("__")
-    return parts[-1] if len(parts) >= 3 else name
+    parts = split_model_folder_name(name)
+    return parts[2] if parts is not None else name
 
 
 def _read_json(path: Path) -> dict:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from AutoSegNetSceneLib.job_state import FAILED, FINISHED, RUNNING, STOPPED, JobState
+from AutoSegNetLib.jobs.state import FAILED, FINISHED, RUNNING, STOPPED, JobState
 from AutoSegNetSceneLib.staging import StagedExport, StagingResult
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ POLL_BUDGET_S = 0.05
 
 
 class StagingJob:
-    """Same interface as :class:`~AutoSegNetSceneLib.jobs.EngineJob` (``poll``, ``stop``, ``kill``, ``wait``,
+    """Same interface as :class:`~AutoSegNetLib.jobs.engine_job.EngineJob` (``poll``, ``stop``, ``kill``, ``wait``,
     ``running``, ``state``, ``on_event``, ``on_finished``); the work happens inside :meth:`poll`."""
 
     kind = "stage"

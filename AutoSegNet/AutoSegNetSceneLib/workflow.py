@@ -19,10 +19,11 @@ from pathlib import Path
 
 import slicer
 
+from AutoSegNetLib.jobs.engine_job import EngineJob, find_jobs, find_status_files
+from AutoSegNetLib.layout import checkpoint_path
 from AutoSegNetSceneLib import commands, install, models, segment
 from AutoSegNetSceneLib.cases import TrainingSet
 from AutoSegNetSceneLib.job_chain import JobChain, JobStep
-from AutoSegNetSceneLib.jobs import EngineJob, find_jobs, find_status_files
 from AutoSegNetSceneLib.settings import DatasetSettings, TrainingSettings
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ class Workflow:
             models.prepare_for_finetuning(working, fold, dataset.workspace_root / "versions", dataset.folder_name,
                                           configuration)
         training = replace(training, configuration=configuration, fold=fold)
-        pretrained = from_model.folder / f"fold_{fold}" / models.CHECKPOINT
+        pretrained = checkpoint_path(from_model.folder, fold, models.CHECKPOINT_KIND)
         return self.start_training(dataset, training, pretrained=pretrained)
 
     def start_segmentation(self, workspace_root: Path, channel_volumes: list, model: models.ModelInfo,

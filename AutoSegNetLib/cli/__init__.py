@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
-import importlib.util
 import logging
 import os
 import sys
@@ -60,31 +59,31 @@ class Command:
     name: str
     module: str
     help: str
-    issue: int
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("demo", "demo", "run the whole pipeline on a small synthetic dataset (no download)", 2),
-    Command("convert", "convert", "convert MSD / nnU-Net v1 / image+label folders into a raw dataset", 2),
-    Command("verify", "verify", "check a raw dataset's integrity and report every problem", 2),
-    Command("import-staged", "import_staged", "write cases staged by the Slicer module into a raw dataset", 2),
-    Command("fingerprint", "fingerprint", "extract the dataset fingerprint (spacings, shapes, intensities)", 3),
-    Command("plan", "plan", "plan the configurations (2d, 3d_fullres, 3d_lowres, cascade) -> plans.json", 3),
-    Command("preprocess", "preprocess", "crop, normalise and resample cases for a configuration", 4),
-    Command("plan-and-preprocess", "plan_and_preprocess", "fingerprint + plan + preprocess in one go", 3),
-    Command("train", "train", "train a configuration on a fold (or all) with the nnU-Net recipe", 5),
-    Command("predict", "predict", "sliding-window prediction of image files with a trained model", 6),
-    Command("evaluate", "evaluate", "compare predictions with references (Dice, IoU, HD95, ...)", 6),
-    Command("ensemble", "ensemble", "average the probabilities of several prediction folders", 6),
-    Command("postprocess", "postprocess", "determine/apply connected-component postprocessing", 6),
-    Command("find-best", "find_best", "compare configurations and ensembles on cross-validation", 6),
-    Command("export-model", "export_model", "export a trained model as a zip", 6),
-    Command("install-model", "install_model", "install a model zip into the workspace", 6),
-    Command("import-nnunet", "import_nnunet", "import a model folder trained with nnU-Net v2", 6),
-    Command("download-model", "download_model", "download a model zip (resumable, sha256-checked) and install it", 15),
-    Command("models", "models", "the pretrained-model catalogue: list, show NAME, install NAME", 15),
-    Command("move-plans", "move_plans", "give a dataset the plans of another for fine-tuning (--pretrained)", 15),
-    Command("plot-overlays", "plot_overlays", "PNG overlays of labels/predictions on images + index.html gallery", 15),
+    Command("demo", "demo", "run the whole pipeline on a small synthetic dataset (no download)"),
+    Command("convert", "convert", "convert MSD / nnU-Net v1 / image+label folders into a raw dataset"),
+    Command("verify", "verify", "check a raw dataset's integrity and report every problem"),
+    Command("import-staged", "import_staged", "write cases staged by the Slicer module into a raw dataset"),
+    Command("fingerprint", "fingerprint", "extract the dataset fingerprint (spacings, shapes, intensities)"),
+    Command("plan", "plan", "plan the configurations (2d, 3d_fullres, 3d_lowres, cascade) -> plans.json"),
+    Command("preprocess", "preprocess", "crop, normalise and resample cases for a configuration"),
+    Command("plan-and-preprocess", "plan_and_preprocess", "fingerprint + plan + preprocess in one go"),
+    Command("train", "train", "train a configuration on a fold (or all) with the nnU-Net recipe"),
+    Command("predict", "predict", "sliding-window prediction of image files with a trained model"),
+    Command("evaluate", "evaluate", "compare predictions with references (Dice, IoU, HD95, ...)"),
+    Command("ensemble", "ensemble", "average the probabilities of several prediction folders"),
+    Command("postprocess", "postprocess", "determine/apply connected-component postprocessing"),
+    Command("find-best", "find_best", "compare configurations and ensembles on cross-validation"),
+    Command("export-model", "export_model", "export a trained model as a zip"),
+    Command("install-model", "install_model", "install a model zip into the workspace"),
+    Command("import-nnunet", "import_nnunet", "import a model folder trained with nnU-Net v2"),
+    Command("download-model", "download_model", "download a model zip (resumable, sha256-checked) and install it"),
+    Command("models", "models", "the pretrained-model catalogue: list, show NAME, install NAME"),
+    Command("move-plans", "move_plans", "give a dataset the plans of another for fine-tuning (--pretrained)"),
+    Command("plot-overlays", "plot_overlays", "PNG overlays of labels/predictions on images + index.html gallery"),
+    Command("serve", "serve", "run jobs for remote clients (the Slicer module) over HTTP, with tokens"),
 )
 
 
@@ -99,10 +98,6 @@ class CliContext:
 
 def _module_name(command: Command) -> str:
     return f"AutoSegNetLib.cli.{command.module}"
-
-
-def _is_built(command: Command) -> bool:
-    return importlib.util.find_spec(_module_name(command)) is not None
 
 
 def _add_common_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
@@ -138,11 +133,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     _add_common_options(common, defaults=False)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
-        built = _is_built(command)
-        help_text = command.help if built else f"{command.help} [not built yet: issue #{command.issue}]"
-        sub = subparsers.add_parser(command.name, help=help_text, description=help_text, parents=[common])
+        sub = subparsers.add_parser(command.name, help=command.help, description=command.help, parents=[common])
         sub.set_defaults(_command=command)
-        if built and (only is None or only == command.name):
+        if only is None or only == command.name:
             importlib.import_module(_module_name(command)).add_arguments(sub)
     return parser
 
@@ -181,9 +174,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     _log_notes(args)
     reporter = ProgressReporter(args.progress)
-    if not _is_built(command):
-        sys.stderr.write(f"autosegnet {command.name}: not built yet (planned in issue #{command.issue}).\n")
-        return 2
     ctx = CliContext(Workspace.from_environment(os.environ, args.workspace), reporter, _stop_request(args.stop_file))
     try:
         return int(importlib.import_module(_module_name(command)).run(args, ctx) or 0)

@@ -7,7 +7,7 @@ import argparse
 from AutoSegNetLib.cli.arguments import add_ignored, add_refused
 from AutoSegNetLib.cli.nnunet_spellings import add_trainer_option, checkpoint_type
 from AutoSegNetLib.errors import AutoSegNetError
-from AutoSegNetLib.inference.model_folder import CHECKPOINT_NAMES, MODEL_FOLDER_PREFIX, parse_model_folder_name
+from AutoSegNetLib.layout import CHECKPOINT_KINDS, model_folder_name, parse_model_folder_name
 from AutoSegNetLib.models.export import export_model
 from AutoSegNetLib.workspace import Workspace
 
@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, help="zip file to write")
     parser.add_argument("-f", "--folds", nargs="+", default=None, help="folds (default: every trained fold)")
     parser.add_argument("-p", "--plans", default=None, help="plans name (only if several models share -c)")
-    parser.add_argument("--checkpoint", "-chk", type=checkpoint_type(CHECKPOINT_NAMES), choices=CHECKPOINT_NAMES,
+    parser.add_argument("--checkpoint", "-chk", type=checkpoint_type(CHECKPOINT_KINDS), choices=CHECKPOINT_KINDS,
                         default="final", help="checkpoint to export: final, best or latest (nnU-Net's "
                         "checkpoint_final.pth etc. work too) (default: %(default)s)")
     parser.add_argument("--description", default="", help="free text stored in the manifest")
@@ -45,7 +45,7 @@ def trained_configurations(workspace: Workspace, dataset: str, plans: str | None
     nnU-Net's export takes them when no ``-c`` is given."""
     results = workspace.results_dataset(dataset)
     found = set()
-    for folder in results.glob(f"{MODEL_FOLDER_PREFIX}__*"):
+    for folder in results.glob(model_folder_name("*", "*")):
         parsed = parse_model_folder_name(folder.name)
         if folder.is_dir() and parsed is not None and plans in (None, parsed[0]):
             found.add(parsed[1])

@@ -12,6 +12,8 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from AutoSegNetLib.layout import CHECKPOINT_PREFIX, CHECKPOINT_SUFFIX, checkpoint_file_name
+
 #: nnU-Net's default trainer: what AutoSegNet trains (no other trainer classes exist here).
 NNUNET_TRAINER = "nnUNetTrainer"
 
@@ -86,12 +88,13 @@ def add_trainer_option(parser: argparse.ArgumentParser, for_training: bool, narg
 
 def checkpoint_type(names: Sequence[str]) -> Callable[[str], str]:
     """An argparse type reading ``final`` or nnU-Net's ``checkpoint_final.pth`` (any of ``names``) as ``final``."""
-    pattern = re.compile(rf"(?:checkpoint_)?({'|'.join(map(re.escape, names))})(?:\.pth)?")
+    prefix, suffix = re.escape(CHECKPOINT_PREFIX), re.escape(CHECKPOINT_SUFFIX)
+    pattern = re.compile(rf"(?:{prefix})?({'|'.join(map(re.escape, names))})(?:{suffix})?")
 
     def checkpoint(text: str) -> str:
         match = pattern.fullmatch(text.strip())
         if match is None:
-            files = ", ".join(f"checkpoint_{n}.pth" for n in names)
+            files = ", ".join(map(checkpoint_file_name, names))
             raise argparse.ArgumentTypeError(
                 f"{text!r} is not a checkpoint AutoSegNet writes ({files}); give one of them or its short name "
                 f"({', '.join(names)})"

@@ -13,8 +13,10 @@ from AutoSegNetLib.dataset.dataset_json import DatasetJson
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.evaluation.crossval import DEFAULT_FOLDS, crossval_pairs, reference_files
 from AutoSegNetLib.evaluation.evaluate import LabelSet, pair_folders
-from AutoSegNetLib.evaluation.postprocessing import apply_to_folder, determine_postprocessing
-from AutoSegNetLib.inference.model_folder import POSTPROCESSING_FILE, ModelFolder, find_model_folder
+from AutoSegNetLib.inference.model_folder import ModelFolder, find_model_folder
+from AutoSegNetLib.layout import POSTPROCESSING_FILE
+from AutoSegNetLib.postprocessing.determine import determine_postprocessing
+from AutoSegNetLib.postprocessing.folder import apply_to_folder
 from AutoSegNetLib.utils.atomic import read_json, write_json
 
 log = logging.getLogger(__name__)

@@ -24,11 +24,12 @@ from AutoSegNetLib.cli.nnunet_spellings import NO_PROGRESS_BAR, add_trainer_opti
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.inference.compute import ComputeSettings
 from AutoSegNetLib.inference.files import PredictionFailedError, predict_files
-from AutoSegNetLib.inference.model_folder import CHECKPOINT_NAMES, find_model_folder
+from AutoSegNetLib.inference.model_folder import find_model_folder
 from AutoSegNetLib.inference.multi_config import predict_with_configurations
 from AutoSegNetLib.inference.predictor import Predictor
 from AutoSegNetLib.inference.sliding_window import AVERAGES
 from AutoSegNetLib.inference.uncertainty import UNCERTAINTY_KINDS
+from AutoSegNetLib.layout import CHECKPOINT_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_trainer_option(model, for_training=False)
     parser.add_argument("-f", "--folds", nargs="+", default=None,
                         help="folds to ensemble, e.g. 0 1 2 3 4 or all (default: every trained fold)")
-    parser.add_argument("--checkpoint", "-chk", type=checkpoint_type(CHECKPOINT_NAMES), choices=CHECKPOINT_NAMES,
+    parser.add_argument("--checkpoint", "-chk", type=checkpoint_type(CHECKPOINT_KINDS), choices=CHECKPOINT_KINDS,
                         default="final", help="checkpoint to use: final, best or latest (nnU-Net's "
                         "checkpoint_final.pth etc. work too) (default: %(default)s)")
     parser.add_argument("--step", "-step_size", type=float, default=0.5,

@@ -46,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup-epochs", type=int, help="linear learning-rate warm-up epochs (default 0; 3 with "
                         "--pretrained)")
     parser.add_argument("--batch-size", type=int, help="global batch size (default: the plan's)")
-    parser.add_argument("--patch-size", type=int, nargs="+", help="patch size in voxels per axis (default: the plan's)")
+    parser.add_argument("--patch-size", type=int, nargs="+", help="patch size in voxels per axis (default: the "
+                        "plan's); recorded in the model folder's plans.json, so validation and predict tile with it")
     parser.add_argument("--oversample-foreground", type=float, help="fraction of each batch forced to contain "
                         "foreground (default 0.33)")
     parser.add_argument("--num-workers", type=int, help="background data workers (default: 0 on CPU, up to 8 with "

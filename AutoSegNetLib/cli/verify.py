@@ -12,14 +12,15 @@ import logging
 from pathlib import Path
 
 from AutoSegNetLib.cli.arguments import add_dataset_argument
-from AutoSegNetLib.dataset.verify import ERROR, verify_dataset
+from AutoSegNetLib.dataset.problems import DEFAULT_TOLERANCE, ERROR
+from AutoSegNetLib.dataset.verify import verify_dataset
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_dataset_argument(parser, "dataset ID or name (4, Dataset004_Hippocampus, Hippocampus) or a folder")
-    parser.add_argument("--tolerance", type=float, default=1e-4,
+    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
                         help="geometry tolerance: relative for spacing, absolute for direction cosines, mm for the "
                         "origin (at least 1/1000 voxel) (default: %(default)g)")
     parser.add_argument("--report", type=Path, metavar="FILE.json", help="write every problem to this JSON file")

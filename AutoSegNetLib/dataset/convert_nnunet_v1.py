@@ -26,7 +26,7 @@ from AutoSegNetLib.dataset.convert_common import (
     target_folder,
 )
 from AutoSegNetLib.dataset.dataset_json import DatasetJson
-from AutoSegNetLib.dataset.raw import group_channel_files
+from AutoSegNetLib.dataset.listing import group_channel_files
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.progress import ProgressReporter
 from AutoSegNetLib.workspace import Workspace

@@ -20,9 +20,13 @@ import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from AutoSegNetLib.dataset.dataset_json import DatasetJson
+from AutoSegNetLib.dataset.listing import channel_file_name, label_file_name
 from AutoSegNetLib.dataset.staged import (
     ExportManifest,
+    StagedCase,
     case_folder,
     content_hash,
     read_staged_case,
@@ -31,7 +35,7 @@ from AutoSegNetLib.dataset.staged import (
     write_imported,
 )
 from AutoSegNetLib.errors import AutoSegNetError
-from AutoSegNetLib.imageio import io_for
+from AutoSegNetLib.imageio import Geometry, ImageIO, io_for
 from AutoSegNetLib.progress import ProgressReporter
 from AutoSegNetLib.utils.atomic import read_json, write_json
 
@@ -66,8 +70,8 @@ class ImportReport:
 
 def case_files(folder: Path, case: str, num_channels: int, file_ending: str) -> list[Path]:
     """``imagesTr/<case>_0000<ending>``, ... one per channel, then ``labelsTr/<case><ending>``."""
-    images = [folder / "imagesTr" / f"{case}_{channel:04d}{file_ending}" for channel in range(num_channels)]
-    return [*images, folder / "labelsTr" / f"{case}{file_ending}"]
+    images = [folder / "imagesTr" / channel_file_name(case, channel, file_ending) for channel in range(num_channels)]
+    return [*images, folder / "labelsTr" / label_file_name(case, file_ending)]
 
 
 def previous_hashes(folder: Path) -> dict[str, str]:
@@ -91,44 +95,17 @@ def import_staged(staging: Path, raw_root: Path, reporter: ProgressReporter | No
     manifest = ExportManifest.load(staging)
     folder = Path(raw_root) / manifest.dataset
     previous = previous_hashes(folder)
-    io = io_for(manifest.file_ending)
-    num_channels = len(manifest.channel_names)
     report = ImportReport(str(folder), warnings=list(manifest.warnings))
     consumed = []
     reporter.emit("stage", stage=STAGE, dataset=manifest.dataset, cases=len(manifest.cases))
     for index, (name, stamp) in enumerate(manifest.cases.items(), start=1):
-        files = case_files(folder, name, num_channels, manifest.file_ending)
-        staged = read_staged_case(case_folder(staging, name))
-        if staged is None:
-            if name not in previous or not all(path.is_file() for path in files):
-                raise AutoSegNetError(
-                    f"Case {name}: nothing is staged in {case_folder(staging, name)} and the dataset {folder} holds no "
-                    "exported files for it (were they deleted?). Export the training set again.")
-            report.case_hashes[name] = previous[name]
-            report.unchanged.append(name)
-        else:
-            _check_staged(staged, stamp, manifest, num_channels)
-            images, label = staged.load_images(), staged.load_label()
-            report.case_hashes[name] = content_hash(images, label, staged.geometry, manifest.labels)
-            if previous.get(name) == report.case_hashes[name] and all(path.is_file() for path in files):
-                report.unchanged.append(name)
-            else:
-                for channel, (image, path) in enumerate(zip(images, files[:-1])):
-                    log.debug("Writing %s channel %d to %s", name, channel, path)
-                    io.write_image(image, path, staged.geometry)
-                io.write_seg(label, files[-1], staged.geometry)
-                report.written.append(name)
-            consumed.append(staged)
+        staged = _import_case(staging, folder, manifest, name, stamp, previous, report)
+        consumed += [staged] if staged is not None else []
         reporter.emit("case", stage=STAGE, case=name, index=index, total=len(manifest.cases),
                       status="written" if report.written[-1:] == [name] else "unchanged")
     report.removed = _remove_cases(folder, manifest.file_ending, set(previous) - set(report.case_hashes))
     _dataset_json(manifest, folder, report.case_hashes).save(folder / "dataset.json")
-    write_imported(staging, dict(manifest.cases))
-    for staged in consumed:
-        remove_staged_case(staged)
-    # what is left is stale (interrupted writes, cases that left the training set), unless staged anew meanwhile
-    remove_stale_staging(staging, keep={name for name in manifest.cases
-                                        if read_staged_case(case_folder(staging, name)) is not None})
+    _clean_staging(staging, manifest, consumed)
     reporter.emit("done", stage=STAGE, dataset=manifest.dataset, written=len(report.written),
                   unchanged=len(report.unchanged), removed=len(report.removed))
     log.info("%s: %d written, %d unchanged, %d removed.", folder, len(report.written), len(report.unchanged),
@@ -136,7 +113,52 @@ def import_staged(staging: Path, raw_root: Path, reporter: ProgressReporter | No
     return report
 
 
-def _check_staged(staged, stamp: str, manifest: ExportManifest, num_channels: int) -> None:
+def _import_case(staging: Path, folder: Path, manifest: ExportManifest, name: str, stamp: str,
+                 previous: dict[str, str], report: ImportReport) -> StagedCase | None:
+    """Write case ``name`` into the dataset ``folder`` if its staged content differs from what is there, recording
+    it in ``report``; returns its staged copy (to remove once the import is complete), None if none was staged."""
+    num_channels = len(manifest.channel_names)
+    files = case_files(folder, name, num_channels, manifest.file_ending)
+    staged = read_staged_case(case_folder(staging, name))
+    if staged is None:
+        if name not in previous or not all(path.is_file() for path in files):
+            raise AutoSegNetError(
+                f"Case {name}: nothing is staged in {case_folder(staging, name)} and the dataset {folder} holds no "
+                "exported files for it (were they deleted?). Export the training set again.")
+        report.case_hashes[name] = previous[name]
+        report.unchanged.append(name)
+        return None
+    _check_staged(staged, stamp, manifest, num_channels)
+    images, label = staged.load_images(), staged.load_label()
+    report.case_hashes[name] = content_hash(images, label, staged.geometry, manifest.labels)
+    if previous.get(name) == report.case_hashes[name] and all(path.is_file() for path in files):
+        report.unchanged.append(name)
+    else:
+        _write_case(name, images, label, staged.geometry, files, io_for(manifest.file_ending))
+        report.written.append(name)
+    return staged
+
+
+def _write_case(name: str, images: list[np.ndarray], label: np.ndarray, geometry: Geometry, files: list[Path],
+                io: ImageIO) -> None:
+    """Channel images ``(Z, Y, X)`` to ``files[:-1]``, the label map to ``files[-1]``."""
+    for channel, (image, path) in enumerate(zip(images, files[:-1])):
+        log.debug("Writing %s channel %d to %s", name, channel, path)
+        io.write_image(image, path, geometry)
+    io.write_seg(label, files[-1], geometry)
+
+
+def _clean_staging(staging: Path, manifest: ExportManifest, consumed: list[StagedCase]) -> None:
+    """Record what the dataset now holds and delete the imported staged cases."""
+    write_imported(staging, dict(manifest.cases))
+    for staged in consumed:
+        remove_staged_case(staged)
+    # what is left is stale (interrupted writes, cases that left the training set), unless staged anew meanwhile
+    remove_stale_staging(staging, keep={name for name in manifest.cases
+                                        if read_staged_case(case_folder(staging, name)) is not None})
+
+
+def _check_staged(staged: StagedCase, stamp: str, manifest: ExportManifest, num_channels: int) -> None:
     if staged.stamp != stamp or staged.labels != manifest.labels:
         raise AutoSegNetError(
             f"Case {staged.name} in {staged.folder} was staged by another export than {manifest.dataset}'s current "
@@ -149,7 +171,7 @@ def _check_staged(staged, stamp: str, manifest: ExportManifest, num_channels: in
 def _remove_cases(folder: Path, file_ending: str, stale: set[str]) -> list[str]:
     for case in sorted(stale):
         for path in [*(folder / "imagesTr").glob(f"{case}_[0-9][0-9][0-9][0-9]{file_ending}"),
-                     folder / "labelsTr" / f"{case}{file_ending}"]:
+                     folder / "labelsTr" / label_file_name(case, file_ending)]:
             path.unlink(missing_ok=True)
     return sorted(stale)
 

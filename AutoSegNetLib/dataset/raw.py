@@ -1,7 +1,8 @@
 """A raw dataset folder (``DatasetXXX_Name/imagesTr``, ``labelsTr``, ``imagesTs``, ``dataset.json``).
 
-Lists cases with their channel files. File names follow nnU-Net: images ``{case}_{CCCC}{ending}``,
-labels ``{case}{ending}``; or explicit lists in dataset.json's ``dataset`` field.
+Lists cases with their channel files through :func:`~AutoSegNetLib.dataset.listing.list_cases`, the listing
+``verify`` checks (file names follow nnU-Net: images ``{case}_{CCCC}{ending}``, labels ``{case}{ending}``; or
+explicit lists in dataset.json's ``dataset`` field).
 """
 
 from __future__ import annotations
@@ -13,19 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from AutoSegNetLib.dataset.dataset_json import DatasetJson
+from AutoSegNetLib.dataset.listing import Case, group_channel_files, list_cases
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.imageio import Geometry, ImageIO, io_for
 
+#: ``Case`` and ``group_channel_files`` are defined in :mod:`.listing`; importers of them from here keep working.
+__all__ = ["DATASET_FOLDER_PATTERN", "Case", "RawDataset", "dataset_folder_name", "group_channel_files"]
+
 DATASET_FOLDER_PATTERN = re.compile(r"^Dataset(\d{3})_([A-Za-z0-9_\-]+)$")
-
-
-@dataclass(frozen=True)
-class Case:
-    """One case: its channel image files (index order) and its label file (None for test cases)."""
-
-    name: str
-    images: tuple[Path, ...]
-    label: Path | None
 
 
 @dataclass
@@ -53,31 +49,11 @@ class RawDataset:
 
     def training_cases(self) -> list[Case]:
         """All training cases, sorted by name, from ``dataset`` in dataset.json or from ``imagesTr``."""
-        explicit = self.dataset_json.dataset
-        if explicit is not None:
-            return [
-                Case(name, tuple(self._resolve(p) for p in files.images),
-                     self._resolve(files.label) if files.label else None)
-                for name, files in sorted(explicit.items())
-            ]
-        return self._cases_in("imagesTr", "labelsTr")
+        return list_cases(self.folder, self.dataset_json).training
 
     def test_cases(self) -> list[Case]:
         """Cases in ``imagesTs`` (no labels), sorted by name; empty if the folder is absent."""
-        return self._cases_in("imagesTs", None)
-
-    def _resolve(self, path: str) -> Path:
-        p = Path(path)
-        return p if p.is_absolute() else (self.folder / p).resolve()
-
-    def _cases_in(self, images_dir: str, labels_dir: str | None) -> list[Case]:
-        grouped = group_channel_files(self.folder / images_dir, self.dataset_json.file_ending)
-        cases = []
-        for name, channels in sorted(grouped.items()):
-            files = tuple(channels[i] for i in sorted(channels))
-            label = self.folder / labels_dir / f"{name}{self.dataset_json.file_ending}" if labels_dir else None
-            cases.append(Case(name, files, label))
-        return cases
+        return list_cases(self.folder, self.dataset_json).test
 
     def read_case(self, case: Case) -> tuple[np.ndarray, np.ndarray | None, Geometry]:
         """``(C, Z, Y, X)`` float32 image, ``(Z, Y, X)`` label (or None) and the image geometry."""
@@ -96,22 +72,6 @@ class RawDataset:
         except AutoSegNetError as exc:
             raise AutoSegNetError(f"Case {case.name!r}: {exc}") from exc
         return image, seg, geometry, label_geometry
-
-
-def group_channel_files(folder: Path, ending: str) -> dict[str, dict[int, Path]]:
-    """``{case: {channel index: path}}`` for files named ``{case}_{CCCC}{ending}`` in ``folder``.
-
-    Hidden files (``.DS_Store``, macOS ``._case_0000.nii.gz`` resource forks) are skipped.
-    """
-    pattern = re.compile(r"^(.+)_(\d{4})" + re.escape(ending) + "$")
-    grouped: dict[str, dict[int, Path]] = {}
-    if not folder.is_dir():
-        return grouped
-    for path in folder.iterdir():
-        match = pattern.match(path.name)
-        if match and not path.name.startswith("."):
-            grouped.setdefault(match.group(1), {})[int(match.group(2))] = path
-    return grouped
 
 
 def dataset_folder_name(dataset_id: int, name: str) -> str:

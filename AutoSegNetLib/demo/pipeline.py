@@ -1,7 +1,9 @@
 """``autosegnet demo``: the whole pipeline on the synthetic dataset, end to end, in a few minutes on a CPU.
 
 synthetic dataset -> verify -> fingerprint -> plan -> preprocess -> train (fold 0, short schedule)
--> predict held-out test cases -> evaluate. Every stage is the real one, called through its entry function.
+-> predict held-out test cases -> evaluate. Every stage is the real one, called through its entry function;
+verify, fingerprint and plan through :func:`~AutoSegNetLib.planning.plan_dataset.plan_dataset`, as
+``plan-and-preprocess`` runs them (timed together as ``plan``).
 """
 
 from __future__ import annotations
@@ -53,7 +55,6 @@ def run_demo(workspace: Workspace, settings: DemoSettings, reporter: ProgressRep
 
     folder = stage("dataset", lambda: write_synthetic_dataset(workspace, settings.num_cases, settings.seed))
     dataset = folder.name
-    stage("verify", lambda: _verify(folder, settings.num_workers, reporter))
     stage("plan", lambda: _plan(workspace, dataset, settings.num_workers, reporter))
     stage("preprocess", lambda: _preprocess(workspace, dataset, settings.num_workers, reporter))
     model_folder = stage("train", lambda: _train(workspace, dataset, settings, reporter))
@@ -67,20 +68,14 @@ def run_demo(workspace: Workspace, settings: DemoSettings, reporter: ProgressRep
     return result
 
 
-def _verify(folder: Path, num_workers: int, reporter: ProgressReporter) -> None:
-    from AutoSegNetLib.dataset.verify import verify_dataset
-
-    report = verify_dataset(folder, num_workers=num_workers, reporter=reporter)
-    if report.errors:
-        raise AutoSegNetError(f"The demo dataset failed verification: {report.errors[0].message}")
-
-
 def _plan(workspace: Workspace, dataset: str, num_workers: int, reporter: ProgressReporter) -> None:
-    from AutoSegNetLib.fingerprint import extract_fingerprint
-    from AutoSegNetLib.planning import plan_experiment
+    """Verify, fingerprint and plan (always anew: the demo shows every stage run)."""
+    from AutoSegNetLib.planning.plan_dataset import PlanSettings, plan_dataset
 
-    extract_fingerprint(workspace, dataset, num_workers=num_workers, reporter=reporter)
-    plan_experiment(workspace, dataset, configurations=[CONFIGURATION], reporter=reporter)
+    settings = PlanSettings(verify=True, configurations=(CONFIGURATION,), num_workers=num_workers, reuse=False)
+    planned = plan_dataset(workspace, dataset, settings, reporter)
+    if planned.plans is None:
+        raise AutoSegNetError(f"The demo dataset failed verification: {planned.verification.errors[0].message}")
 
 
 def _preprocess(workspace: Workspace, dataset: str, num_workers: int, reporter: ProgressReporter) -> None:

@@ -1,8 +1,10 @@
-"""After prediction: metrics against references, connected-component postprocessing, choosing the best
-configuration or ensemble from cross-validation.
+"""After prediction: metrics against references and choosing the best configuration or ensemble from
+cross-validation.
 
 Entry points: :func:`evaluate_folders` / :func:`evaluate_pairs` (``summary.json``), :func:`case_metrics`,
-:func:`determine_postprocessing` / :func:`apply_postprocessing`, :func:`find_best_configuration`.
+:func:`AutoSegNetLib.evaluation.find_best.find_best_configuration`. Postprocessing lives in its own stage,
+:mod:`AutoSegNetLib.postprocessing`. ``find_best`` is not re-exported here: it imports the postprocessing stage,
+which imports this package's metrics, and re-exporting it would make that a cycle.
 """
 
 from AutoSegNetLib.evaluation.evaluate import (
@@ -14,27 +16,15 @@ from AutoSegNetLib.evaluation.evaluate import (
     load_summary,
     pair_folders,
 )
-from AutoSegNetLib.evaluation.find_best import find_best_configuration
 from AutoSegNetLib.evaluation.metrics import case_metrics, distance_metrics, overlap_metrics
-from AutoSegNetLib.evaluation.postprocessing import (
-    apply_postprocessing,
-    apply_to_folder,
-    determine_postprocessing,
-    keep_largest_component,
-)
 
 __all__ = [
     "CasePair",
     "LabelSet",
-    "apply_postprocessing",
-    "apply_to_folder",
     "case_metrics",
-    "determine_postprocessing",
     "distance_metrics",
     "evaluate_folders",
     "evaluate_pairs",
-    "find_best_configuration",
-    "keep_largest_component",
     "labels_for",
     "load_summary",
     "overlap_metrics",

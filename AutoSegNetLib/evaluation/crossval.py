@@ -13,14 +13,10 @@ from pathlib import Path
 from AutoSegNetLib.dataset.raw import RawDataset
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.evaluation.evaluate import UNCERTAINTY_SUFFIX, CasePair
-from AutoSegNetLib.inference.model_folder import fold_folder_name
 from AutoSegNetLib.inference.outputs import probability_cases
+from AutoSegNetLib.layout import validation_folder
 
 DEFAULT_FOLDS = ("0", "1", "2", "3", "4")
-
-
-def validation_folder(model_folder: Path, fold: str) -> Path:
-    return Path(model_folder) / fold_folder_name(fold) / "validation"
 
 
 def reference_files(raw_dataset: Path) -> dict[str, Path]:

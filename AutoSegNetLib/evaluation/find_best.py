@@ -26,11 +26,12 @@ from AutoSegNetLib.evaluation.crossval import (
     reference_files,
 )
 from AutoSegNetLib.evaluation.evaluate import CasePair, LabelSet, evaluate_pairs, save_summary
-from AutoSegNetLib.evaluation.postprocessing import determine_postprocessing
 from AutoSegNetLib.inference.ensemble import ensemble_case
 from AutoSegNetLib.inference.labels import probabilities_to_segmentation
-from AutoSegNetLib.inference.model_folder import MODEL_FOLDER_PREFIX, POSTPROCESSING_FILE, ModelFolder
+from AutoSegNetLib.inference.model_folder import ModelFolder
 from AutoSegNetLib.inference.outputs import write_segmentation
+from AutoSegNetLib.layout import POSTPROCESSING_FILE, crossval_folder_name, model_folder_name
+from AutoSegNetLib.postprocessing.determine import determine_postprocessing
 from AutoSegNetLib.progress import ProgressReporter
 from AutoSegNetLib.utils.atomic import write_json
 from AutoSegNetLib.workspace import Workspace
@@ -96,7 +97,7 @@ def _single_candidates(
     results: Path, configurations: Sequence[str] | None, plans_name: str | None, folds: list[str],
     references: dict[str, Path],
 ) -> list[Candidate]:  # fmt: skip
-    pattern = f"{MODEL_FOLDER_PREFIX}__{plans_name or '*'}__*"
+    pattern = model_folder_name(plans_name or "*", "*")
     candidates = []
     for folder in sorted(p for p in results.glob(pattern) if p.is_dir()):
         model = ModelFolder.open(folder)
@@ -108,12 +109,12 @@ def _single_candidates(
         pairs = crossval_pairs(folder, folds, references, model.dataset_json.file_ending)
         name = model.configuration_name if plans_name or _unique_config(results, model) else folder.name
         candidates.append(Candidate(name, [model.configuration_name], [folder],
-                                    folder / f"crossval_folds_{'_'.join(folds)}", pairs))  # fmt: skip
+                                    folder / crossval_folder_name(folds), pairs))  # fmt: skip
     return candidates
 
 
 def _unique_config(results: Path, model: ModelFolder) -> bool:
-    return len(list(results.glob(f"{MODEL_FOLDER_PREFIX}__*__{model.configuration_name}"))) == 1
+    return len(list(results.glob(model_folder_name("*", model.configuration_name)))) == 1
 
 
 def _ensemble_candidates(results: Path, singles: list[Candidate], folds: list[str]) -> list[Candidate]:

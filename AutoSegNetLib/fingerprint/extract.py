@@ -11,6 +11,7 @@ import functools
 import logging
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,23 +105,9 @@ def extract_fingerprint(workspace: Workspace, dataset: str | int, num_workers: i
     started = time.perf_counter()
     reporter.emit("stage", stage="fingerprint", dataset=name, cases=len(cases), workers=num_workers)
 
-    records: dict[str, CaseFingerprint] = {}
-    pooled = _PooledSamples(num_channels)
     work = functools.partial(analyze_case, raw, num_samples=num_samples, seed=seed)
     results = run_parallel(work, cases, num_workers, describe=lambda c: f"case {c.name!r} of {name}", stop=stop)
-    for done, (case, analysis) in enumerate(results, start=1):
-        if len(analysis.samples) != num_channels:
-            raise AutoSegNetError(
-                f"Case {case.name!r} has {len(analysis.samples)} channel(s) but dataset.json declares "
-                f"{num_channels} in 'channel_names'. Run `autosegnet verify {name}`."
-            )
-        records[case.name] = analysis.case
-        pooled.add(analysis.samples)
-        reporter.emit("case", stage="fingerprint", case=case.name, done=done, total=len(cases))
-    if len(records) < len(cases):
-        raise StopRequested(f"fingerprint stopped after {len(records)} of {len(cases)} cases; "
-                            f"{FINGERPRINT_FILE} not written")
-
+    records, pooled = _collect(results, cases, num_channels, name, reporter)
     fingerprint = Fingerprint(
         dataset_name=name,
         num_channels=num_channels,
@@ -136,6 +123,27 @@ def extract_fingerprint(workspace: Workspace, dataset: str | int, num_workers: i
     log.info("Fingerprint of %d cases written to %s (%.1f s)", len(cases), target, seconds)
     reporter.emit("done", stage="fingerprint", dataset=name, path=str(target), seconds=round(seconds, 2))
     return fingerprint
+
+
+def _collect(results: Iterable[tuple[Case, CaseAnalysis]], cases: list[Case], num_channels: int, name: str,
+             reporter: ProgressReporter) -> tuple[dict[str, CaseFingerprint], _PooledSamples]:
+    """The cases' records and their pooled foreground samples, as the workers finish them; raises
+    :class:`StopRequested` when a stop request left cases out."""
+    records: dict[str, CaseFingerprint] = {}
+    pooled = _PooledSamples(num_channels)
+    for done, (case, analysis) in enumerate(results, start=1):
+        if len(analysis.samples) != num_channels:
+            raise AutoSegNetError(
+                f"Case {case.name!r} has {len(analysis.samples)} channel(s) but dataset.json declares "
+                f"{num_channels} in 'channel_names'. Run `autosegnet verify {name}`."
+            )
+        records[case.name] = analysis.case
+        pooled.add(analysis.samples)
+        reporter.emit("case", stage="fingerprint", case=case.name, done=done, total=len(cases))
+    if len(records) < len(cases):
+        raise StopRequested(f"fingerprint stopped after {len(records)} of {len(cases)} cases; "
+                            f"{FINGERPRINT_FILE} not written")
+    return records, pooled
 
 
 class _PooledSamples:

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 
 from AutoSegNetLib.errors import DatasetFormatError, did_you_mean
+from AutoSegNetLib.layout import FINGERPRINT_FILE
 from AutoSegNetLib.utils.atomic import read_json, write_json
 
 FINGERPRINT_FORMAT = "autosegnet-fingerprint"
 FINGERPRINT_VERSION = 1
-FINGERPRINT_FILE = "fingerprint.json"
 
 
 @dataclass

@@ -17,11 +17,12 @@ from AutoSegNetLib.inference.compute import (
 from AutoSegNetLib.inference.ensemble import ensemble_folders
 from AutoSegNetLib.inference.files import InputCase, list_input_cases, predict_files, select_part
 from AutoSegNetLib.inference.labels import one_hot, probabilities_to_segmentation
-from AutoSegNetLib.inference.model_folder import ModelFolder, find_model_folder, model_folder_name
+from AutoSegNetLib.inference.model_folder import ModelFolder, find_model_folder
 from AutoSegNetLib.inference.predictor import Prediction, Predictor
 from AutoSegNetLib.inference.sliding_window import sliding_window_predict
 from AutoSegNetLib.inference.tiles import compute_steps, gaussian_importance_map
 from AutoSegNetLib.inference.uncertainty import disagreement, normalised_entropy
+from AutoSegNetLib.layout import model_folder_name
 
 __all__ = [
     "PYTORCH_DEFAULT_COMPUTE",

@@ -181,10 +181,8 @@ def predict_cases(
     An output that cannot be written stops the run with an error naming the folder.
     """
     reporter = reporter or ProgressReporter("none")
-    dataset_json = predictor.model.dataset_json
     output_folder = Path(output_folder)
-    io = io_for(ending, dataset_json.overwrite_image_reader_writer if ending == dataset_json.file_ending else None)
-    label_info = LabelInfo.of(dataset_json)
+    run = _CaseRun.of(predictor, output_folder, ending, save_probabilities, uncertainty, reporter, len(cases))
     written: list[Path] = []
     failures: list[CaseFailure] = []
     start = time.perf_counter()
@@ -195,23 +193,52 @@ def predict_cases(
         if skip_existing and target.is_file():
             written.append(target)
             continue
-        try:
-            image, geometry = read_case(io, case)
-            result = predictor.predict_case(image, geometry, return_probabilities=save_probabilities,
-                                            uncertainty=uncertainty, case_name=case.name)  # fmt: skip
-        except AutoSegNetError as error:
-            failures.append(_failed(reporter, case, str(error), index, len(cases)))
-            continue
-        written.append(_write_outputs(output_folder, case.name, result, geometry, ending, io,
-                                      label_info if save_probabilities else None))  # fmt: skip
-        reporter.emit("case", stage="predict", case=case.name, index=index + 1, total=len(cases),
-                      seconds=round(result.seconds, 3))  # fmt: skip
+        outcome = run.predict(case, index)
+        (failures if isinstance(outcome, CaseFailure) else written).append(outcome)
     summary = _failure_summary(failures, len(cases))
     reporter.emit("done", stage="predict", cases=len(written), seconds=round(time.perf_counter() - start, 3),
                   output=str(output_folder), **summary)  # fmt: skip
     if failures:
         raise PredictionFailedError(written, failures, len(cases), output_folder)
     return written
+
+
+@dataclass(frozen=True)
+class _CaseRun:
+    """What predicting one case of :func:`predict_cases` needs: the predictor, where and how outputs are
+    written (``label_info`` only when probabilities are saved), the uncertainty asked for, the events' sink."""
+
+    predictor: Predictor
+    folder: Path
+    ending: str
+    io: ImageIO
+    label_info: LabelInfo | None
+    uncertainty: str | None
+    reporter: ProgressReporter
+    total: int
+
+    @classmethod
+    def of(cls, predictor: Predictor, folder: Path, ending: str, save_probabilities: bool, uncertainty: str | None,
+           reporter: ProgressReporter, total: int) -> _CaseRun:  # fmt: skip
+        dataset_json = predictor.model.dataset_json
+        io = io_for(ending, dataset_json.overwrite_image_reader_writer if ending == dataset_json.file_ending else None)
+        label_info = LabelInfo.of(dataset_json)
+        return cls(predictor, folder, ending, io, label_info if save_probabilities else None, uncertainty, reporter,
+                   total)  # fmt: skip
+
+    def predict(self, case: InputCase, index: int) -> Path | CaseFailure:
+        """Predict and write case number ``index`` (0-based); its label map's path, or why it failed (a ``case``
+        event says which)."""
+        try:
+            image, geometry = read_case(self.io, case)
+            result = self.predictor.predict_case(image, geometry, return_probabilities=self.label_info is not None,
+                                                 uncertainty=self.uncertainty, case_name=case.name)  # fmt: skip
+        except AutoSegNetError as error:
+            return _failed(self.reporter, case, str(error), index, self.total)
+        path = _write_outputs(self.folder, case.name, result, geometry, self.ending, self.io, self.label_info)
+        self.reporter.emit("case", stage="predict", case=case.name, index=index + 1, total=self.total,
+                           seconds=round(result.seconds, 3))  # fmt: skip
+        return path
 
 
 def read_case(io: ImageIO, case: InputCase) -> tuple[np.ndarray, Geometry]:
@@ -315,6 +342,7 @@ def _write_info(folder: Path, predictor: Predictor, save_probabilities: bool, un
         "model_folder": str(predictor.model.folder),
         "configuration": predictor.model.configuration_name,
         "folds": predictor.folds,
+        "patch_size": list(predictor.window.patch_size),
         "step": predictor.step,
         "tta": predictor.tta,
         "mirror_axes": predictor.mirror_axes if predictor.tta else None,

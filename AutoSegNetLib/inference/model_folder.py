@@ -1,7 +1,7 @@
 """A trained model folder: ``plans.json``, ``dataset.json``, ``fold_<k>/checkpoint_<name>.pth``, postprocessing.
 
-Layout (``results/DatasetXXX_Name/AutoSegNet__<plans_name>__<configuration>/``) as training writes it; see
-the workspace layout in the engineering brief. Only our own checkpoint format is read here, through the one
+Layout (``results/DatasetXXX_Name/AutoSegNet__<plans_name>__<configuration>/``) as training writes it, defined in
+:mod:`AutoSegNetLib.layout`. Only our own checkpoint format is read here, through the one
 checkpoint reader (:mod:`AutoSegNetLib.utils.checkpoint_io`: plain data and tensors only, nothing that runs code);
 nnU-Net model folders are converted first (:mod:`AutoSegNetLib.models.nnunet_import`).
 """
@@ -9,7 +9,6 @@ nnU-Net model folders are converted first (:mod:`AutoSegNetLib.models.nnunet_imp
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,31 +17,29 @@ from torch import nn
 
 from AutoSegNetLib.dataset.dataset_json import DatasetJson
 from AutoSegNetLib.errors import AutoSegNetError
-from AutoSegNetLib.fingerprint.format import FINGERPRINT_FILE, Fingerprint
+from AutoSegNetLib.fingerprint.format import Fingerprint
 from AutoSegNetLib.inference.labels import cascade_label_values
+from AutoSegNetLib.layout import (
+    CHECKPOINT_FILE_GLOB,
+    DATASET_JSON_FILE,
+    FINGERPRINT_FILE,
+    FOLD_FOLDER_GLOB,
+    MODEL_FOLDER_PREFIX,
+    MODEL_FOLDER_SEPARATOR,
+    PLANS_FILE,
+    POSTPROCESSING_FILE,
+    REQUIRED_MODEL_FILES,
+    checkpoint_path,
+    folds_with_checkpoint,
+    model_folder_name,
+    parse_model_folder_name,
+)
 from AutoSegNetLib.planning.plans import ConfigurationPlan, Plans
 from AutoSegNetLib.utils.atomic import read_json
-from AutoSegNetLib.utils.checkpoint_io import CHECKPOINT_FORMAT as CHECKPOINT_FORMAT  # re-exported
 from AutoSegNetLib.utils.checkpoint_io import read_checkpoint
 from AutoSegNetLib.workspace import Workspace
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_NAMES = ("final", "best", "latest")
-MODEL_FOLDER_PREFIX = "AutoSegNet"
-POSTPROCESSING_FILE = "postprocessing.json"
-_FOLDER_NAME = re.compile(rf"^{MODEL_FOLDER_PREFIX}__(?P<plans>.+?)__(?P<configuration>[^_].*)$")
-
-
-def model_folder_name(plans_name: str, configuration: str) -> str:
-    """``AutoSegNet__<plans_name>__<configuration>``."""
-    return f"{MODEL_FOLDER_PREFIX}__{plans_name}__{configuration}"
-
-
-def parse_model_folder_name(name: str) -> tuple[str, str] | None:
-    """``(plans_name, configuration)`` from a model folder's name, or None if it does not follow the pattern."""
-    match = _FOLDER_NAME.match(name)
-    return (match.group("plans"), match.group("configuration")) if match else None
 
 
 def find_model_folder(workspace: Workspace, dataset: str, configuration: str, plans_name: str | None = None) -> Path:
@@ -57,11 +54,12 @@ def find_model_folder(workspace: Workspace, dataset: str, configuration: str, pl
         if not folder.is_dir():
             raise AutoSegNetError(f"No trained model at {folder}. Train it with `autosegnet train` first.")
         return folder
-    candidates = sorted(p for p in results.glob(f"{MODEL_FOLDER_PREFIX}__*__{configuration}") if p.is_dir())
+    candidates = sorted(p for p in results.glob(model_folder_name("*", configuration)) if p.is_dir())
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
-        present = sorted(p.name for p in results.glob(f"{MODEL_FOLDER_PREFIX}__*") if p.is_dir())
+        ours = f"{MODEL_FOLDER_PREFIX}{MODEL_FOLDER_SEPARATOR}*"
+        present = sorted(p.name for p in results.glob(ours) if p.is_dir())
         raise AutoSegNetError(
             f"No trained model for configuration {configuration!r} in {results}. Models there: "
             f"{', '.join(present) or 'none'}. Train one with `autosegnet train` or install one with "
@@ -69,27 +67,6 @@ def find_model_folder(workspace: Workspace, dataset: str, configuration: str, pl
         )
     names = ", ".join(p.name for p in candidates)
     raise AutoSegNetError(f"Several models for {configuration!r} in {results}: {names}. Choose one with -p PLANS.")
-
-
-def fold_folder_name(fold: int | str) -> str:
-    """``fold_0`` ... or ``fold_all``."""
-    return f"fold_{fold}"
-
-
-def parse_folds(folds: Any) -> list[str] | None:
-    """Folds as folder suffixes: ``"all"``, ``0``, ``[0, 1]``, ``["0", "all"]`` -> ``["all"]``, ``["0"]``, ...;
-    ``None`` stays None (meaning: every fold the model has)."""
-    if folds is None:
-        return None
-    if isinstance(folds, (str, int)):
-        folds = [folds]
-    out = []
-    for fold in folds:
-        text = str(fold).strip()
-        if text != "all" and not text.isdigit():
-            raise AutoSegNetError(f"Fold {fold!r} is not a fold number or 'all'.")
-        out.append(text)
-    return out
 
 
 @dataclass
@@ -108,14 +85,14 @@ class ModelFolder:
         folder = Path(folder)
         if not folder.is_dir():
             raise AutoSegNetError(f"Model folder {folder} does not exist.")
-        for required in ("plans.json", "dataset.json"):
+        for required in REQUIRED_MODEL_FILES:
             if not (folder / required).is_file():
                 raise AutoSegNetError(
                     f"{folder} is not a model folder: {required} is missing. nnU-Net model folders are imported "
                     "with `autosegnet import-nnunet`."
                 )
-        plans = Plans.load(folder / "plans.json")
-        dataset_json = DatasetJson.load(folder / "dataset.json")
+        plans = Plans.load(folder / PLANS_FILE)
+        dataset_json = DatasetJson.load(folder / DATASET_JSON_FILE)
         name = configuration or _configuration_of(folder, plans)
         plans.configuration(name)  # a clear error if unknown
         return cls(folder, plans, dataset_json, name)
@@ -164,20 +141,14 @@ class ModelFolder:
     # ----- folds and checkpoints ---------------------------------------------------------------------
     def available_folds(self, checkpoint: str = "final") -> list[str]:
         """Folds (``"0"``, ..., ``"all"``) that have ``checkpoint_<checkpoint>.pth``, numbers first."""
-        found = [
-            p.name[len("fold_"):] for p in self.folder.glob("fold_*")
-            if (p / f"checkpoint_{checkpoint}.pth").is_file()
-        ]  # fmt: skip
-        return sorted(found, key=lambda f: (not f.isdigit(), int(f) if f.isdigit() else 0, f))
+        return folds_with_checkpoint(self.folder, checkpoint)
 
     def checkpoint_path(self, fold: str, checkpoint: str = "final") -> Path:
-        if checkpoint not in CHECKPOINT_NAMES:
-            raise AutoSegNetError(f"Checkpoint {checkpoint!r} is not one of {', '.join(CHECKPOINT_NAMES)}.")
-        path = self.folder / fold_folder_name(fold) / f"checkpoint_{checkpoint}.pth"
+        path = checkpoint_path(self.folder, fold, checkpoint)
         if not path.is_file():
             have = self.available_folds(checkpoint)
             raise AutoSegNetError(
-                f"{path} does not exist. Folds with checkpoint_{checkpoint}.pth: {', '.join(have) or 'none'}"
+                f"{path} does not exist. Folds with {path.name}: {', '.join(have) or 'none'}"
                 f"{' (is training finished? try --checkpoint best or latest)' if checkpoint == 'final' else ''}."
             )
         return path
@@ -204,7 +175,7 @@ class ModelFolder:
         except RuntimeError as error:
             raise AutoSegNetError(
                 f"The weights in {self.checkpoint_path(fold, checkpoint)} do not fit the network planned in "
-                f"{self.folder / 'plans.json'} ({self.configuration_name}): {str(error).splitlines()[0]}"
+                f"{self.folder / PLANS_FILE} ({self.configuration_name}): {str(error).splitlines()[0]}"
             ) from None
         network.eval()
         ndim = self.configuration.ndim
@@ -222,7 +193,7 @@ def _configuration_of(folder: Path, plans: Plans) -> str:
     parsed = parse_model_folder_name(folder.name)
     if parsed is not None and parsed[1] in plans.configurations:
         return parsed[1]
-    for checkpoint in sorted(folder.glob("fold_*/checkpoint_*.pth")):
+    for checkpoint in sorted(folder.glob(f"{FOLD_FOLDER_GLOB}/{CHECKPOINT_FILE_GLOB}")):
         data = read_checkpoint(checkpoint)
         if isinstance(data, dict) and data.get("configuration") in plans.configurations:
             return str(data["configuration"])

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -98,46 +99,67 @@ def predict_with_configurations(
     check_output_names(PlannedOutputs(cases, output_folder, ending, save_probabilities, False, skip_existing),
                        Path(input_folder), all_cases)  # fmt: skip
     todo = [c for c in cases if not (skip_existing and segmentation_path(output_folder, c.name, ending).is_file())]
-    members, failures, infos = [], [], []
+    run = _EnsembleRun(output_folder, ending, save_probabilities, skip_existing, num_parts, reporter, stop)
+    members, infos, failures = [], [], []
     for index, folder in enumerate(model_folders):
         predictor = predictor if index == 0 else load(Path(folder))
         members.append(member_folder(output_folder, Path(folder)))
         infos.append(_member_info(predictor, members[-1]))
         reporter.emit("stage", stage="predict", configuration=predictor.model.configuration_name,
                       member=index + 1, members=len(model_folders), cases=len(todo))  # fmt: skip
-        failures += _predict_member(predictor, todo, members[-1], ending, skip_existing, reporter, stop)
+        failures += run.predict_member(predictor, todo, members[-1])
         predictor = None  # free this configuration's networks before loading the next
         if is_stopped(stop):
             return _stopped(reporter, [], len(cases))
-    _write_info(output_folder, infos, save_probabilities)
-    predicted = [set(probability_cases(m)) for m in members]
-    ready = [c.name for c in todo if all(c.name in found for found in predicted)]
-    written = ensemble_folders(members, output_folder, save_probabilities, reporter, cases=ready) if ready else []
-    written += [segmentation_path(output_folder, c.name, ending) for c in cases if c not in todo]
-    failures = _unique_failures(failures)
-    reporter.emit("done", stage="predict", cases=len(written), output=str(output_folder),
-                  configurations=[info["configuration"] for info in infos],
-                  **_failure_fields(failures))  # fmt: skip
-    if failures:
-        raise PredictionFailedError(written, failures, len(cases), output_folder)
-    if num_parts == 1:
-        shutil.rmtree(output_folder / MEMBERS_FOLDER, ignore_errors=True)
-    return written
+    return run.finish(members, infos, failures, cases, todo)
 
 
-def _predict_member(predictor: Predictor, cases: Sequence[InputCase], folder: Path, ending: str, skip_existing: bool,
-                    reporter: ProgressReporter, stop: StopRequest | None) -> list[CaseFailure]:  # fmt: skip
-    """Predict ``cases`` with probabilities into ``folder``; returns the cases that failed."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise cannot_write(folder, error) from None
-    try:
-        predict_cases(predictor, cases, folder, ending, save_probabilities=True, skip_existing=skip_existing,
-                      reporter=_MemberReporter(reporter, predictor.model.configuration_name), stop=stop)  # fmt: skip
-    except PredictionFailedError as error:
-        return list(error.failures)
-    return []
+@dataclass(frozen=True)
+class _EnsembleRun:
+    """The options of one :func:`predict_with_configurations` run that its members and the ensemble share."""
+
+    output_folder: Path
+    ending: str
+    save_probabilities: bool
+    skip_existing: bool
+    num_parts: int
+    reporter: ProgressReporter
+    stop: StopRequest | None
+
+    def predict_member(self, predictor: Predictor, cases: Sequence[InputCase], folder: Path) -> list[CaseFailure]:
+        """Predict ``cases`` with probabilities into ``folder``; returns the cases that failed."""
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise cannot_write(folder, error) from None
+        try:
+            predict_cases(predictor, cases, folder, self.ending, save_probabilities=True,
+                          skip_existing=self.skip_existing, stop=self.stop,
+                          reporter=_MemberReporter(self.reporter, predictor.model.configuration_name))  # fmt: skip
+        except PredictionFailedError as error:
+            return list(error.failures)
+        return []
+
+    def finish(self, members: list[Path], infos: list[dict[str, Any]], failures: list[CaseFailure],
+               cases: list[InputCase], todo: list[InputCase]) -> list[Path]:  # fmt: skip
+        """Ensemble the cases every member predicted, report, and remove the members after a complete run;
+        returns the label-map paths of ``cases``."""
+        output_folder = self.output_folder
+        _write_info(output_folder, infos, self.save_probabilities)
+        predicted = [set(probability_cases(m)) for m in members]
+        ready = [c.name for c in todo if all(c.name in found for found in predicted)]
+        written = ensemble_folders(members, output_folder, self.save_probabilities, self.reporter,
+                                   cases=ready) if ready else []  # fmt: skip
+        written += [segmentation_path(output_folder, c.name, self.ending) for c in cases if c not in todo]
+        failures = _unique_failures(failures)
+        self.reporter.emit("done", stage="predict", cases=len(written), output=str(output_folder),
+                           configurations=[info["configuration"] for info in infos],
+                           **_failure_fields(failures))  # fmt: skip
+        if failures:
+            raise PredictionFailedError(written, failures, len(cases), output_folder)
+        if self.num_parts == 1:
+            shutil.rmtree(output_folder / MEMBERS_FOLDER, ignore_errors=True)
+        return written
 
 
 def _member_info(predictor: Predictor, folder: Path) -> dict[str, Any]:

@@ -30,9 +30,10 @@ from AutoSegNetLib.imageio.orientation import Reorientation, is_valid_orientatio
 from AutoSegNetLib.inference.compute import ComputeSettings, resolve_device
 from AutoSegNetLib.inference.cpu_speed import prepare_for_cpu
 from AutoSegNetLib.inference.labels import one_hot, probabilities_to_segmentation
-from AutoSegNetLib.inference.model_folder import ModelFolder, model_folder_name, parse_folds, parse_model_folder_name
-from AutoSegNetLib.inference.sliding_window import AVERAGES, sliding_window_predict
+from AutoSegNetLib.inference.model_folder import ModelFolder
+from AutoSegNetLib.inference.sliding_window import SlidingWindowInferer, SlidingWindowSettings
 from AutoSegNetLib.inference.uncertainty import UNCERTAINTY_KINDS, disagreement, normalised_entropy
+from AutoSegNetLib.layout import checkpoint_file_name, model_folder_name, parse_folds, parse_model_folder_name
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +61,12 @@ class Prediction:
 class Predictor:
     """A model folder's networks, ready to predict cases in memory.
 
-    Build it with :meth:`from_model_folder`. ``step`` is the tile step (fraction of the patch), ``tta``
-    switches mirroring test-time augmentation, ``average`` is ``"probabilities"`` (default, decision 0009) or
-    ``"logits"`` (nnU-Net's way: softmax once, after averaging mirrors, folds and tiles). ``compute`` (resolved
-    for ``device``) sets how the sliding window computes, which changes the speed but not the result.
+    Build it with :meth:`from_model_folder`. ``inferer`` runs the sliding window over the folds' networks with
+    one frozen :class:`~AutoSegNetLib.inference.sliding_window.SlidingWindowSettings` (:attr:`window`: the
+    model's patch, the tile ``step``, mirroring test-time augmentation ``tta`` over the ``mirror_axes`` every
+    fold allows, ``average`` ``"probabilities"`` (default, decision 0009) or ``"logits"`` (nnU-Net's way:
+    softmax once, after averaging mirrors, folds and tiles), the ``device`` and the ``compute`` settings (resolved
+    for the device; they change the speed but not the result)); the properties of the same names read them.
     ``previous`` is the low-resolution predictor of a cascade stage. An image stored in another orientation
     than the training cases (``fingerprint.json`` records theirs) gets a warning, or with ``reorient`` is turned
     into the training orientation by exact axis swaps and flips for prediction and turned back afterwards.
@@ -72,13 +75,8 @@ class Predictor:
     model: ModelFolder
     networks: list[nn.Module]
     folds: list[str]
-    mirror_axes: list[int] | None
-    device: torch.device
-    step: float = 0.5
-    tta: bool = True
-    average: str = "probabilities"
+    inferer: SlidingWindowInferer
     reorient: bool = False
-    compute: ComputeSettings = field(default_factory=ComputeSettings)
     previous: Predictor | None = None
     postprocessing: dict[str, Any] | None = None
     preprocess: Callable[..., tuple[np.ndarray, np.ndarray | None, dict[str, Any]]] | None = field(
@@ -88,11 +86,6 @@ class Predictor:
     training_orientation: str | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        if not 0 < self.step <= 1:
-            raise AutoSegNetError(f"The tile step must be in (0, 1] (a fraction of the patch size), got {self.step}.")
-        if self.average not in AVERAGES:
-            raise AutoSegNetError(f"Unknown average {self.average!r}; use one of {', '.join(AVERAGES)}.")
-        self.compute = self.compute.resolved(self.device)
         self.training_orientation = self.model.training_orientation()
         for network in self.networks:
             prepare_for_cpu(network, bool(self.compute.onednn), bool(self.compute.channels_last))
@@ -101,6 +94,37 @@ class Predictor:
 
             self.preprocess = self.preprocess or preprocess_case
             self.revert = self.revert or revert_probabilities
+
+    # ----- the sliding window's settings -------------------------------------------------------------
+    @property
+    def window(self) -> SlidingWindowSettings:
+        return self.inferer.settings
+
+    @property
+    def device(self) -> torch.device:
+        return self.window.device
+
+    @property
+    def step(self) -> float:
+        return self.window.step
+
+    @property
+    def tta(self) -> bool:
+        return self.window.tta
+
+    @property
+    def average(self) -> str:
+        return self.window.average
+
+    @property
+    def compute(self) -> ComputeSettings:
+        return self.window.compute
+
+    @property
+    def mirror_axes(self) -> list[int] | None:
+        """The axes every fold allows mirroring along (None: none), mirrored when :attr:`tta` is on."""
+        axes = self.window.mirror_axes
+        return None if axes is None else list(axes)
 
     @classmethod
     def from_model_folder(
@@ -131,24 +155,21 @@ class Predictor:
         device = resolve_device(device)
         chosen = parse_folds(folds) or model.available_folds(checkpoint)
         if not chosen:
-            raise AutoSegNetError(f"{model.folder} has no fold with checkpoint_{checkpoint}.pth; train a fold first.")
-        networks, axes = [], []
-        for fold in chosen:
-            network, mirror_axes = model.load_network(fold, checkpoint)
-            networks.append(network.to(device))
-            axes.append(mirror_axes)
+            raise AutoSegNetError(f"{model.folder} has no fold with {checkpoint_file_name(checkpoint)}; train a fold "
+                                  "first.")
+        networks, axes = _load_networks(model, chosen, checkpoint, device)
+        window = SlidingWindowSettings.for_model(model, _common_axes(axes), device=device, step=step, tta=tta,
+                                                 average=average, compute=compute or ComputeSettings())  # fmt: skip
         previous = None
         if model.configuration.previous_stage is not None:
-            previous = _load_previous_stage(model, previous_stage_folder, chosen, checkpoint, device, tta, step,
-                                            compute, average)  # fmt: skip
+            previous = _load_previous_stage(model, previous_stage_folder, chosen, checkpoint, window)
         log.info(
             "Loaded %s (%s), folds %s, checkpoint %s, on %s", model.folder.name, model.configuration_name,
             ", ".join(chosen), checkpoint, device,
         )  # fmt: skip
         return cls(
-            model=model, networks=networks, folds=chosen, mirror_axes=_common_axes(axes), device=device, step=step,
-            tta=tta, average=average, reorient=reorient, compute=compute or ComputeSettings(), previous=previous,
-            postprocessing=model.postprocessing() if postprocess else None,
+            model=model, networks=networks, folds=chosen, inferer=SlidingWindowInferer(window), reorient=reorient,
+            previous=previous, postprocessing=model.postprocessing() if postprocess else None,
         )  # fmt: skip
 
     # ----- prediction --------------------------------------------------------------------------------
@@ -264,7 +285,7 @@ class Predictor:
         order = model.dataset_json.regions_class_order if model.regions else None
         segmentation = probabilities_to_segmentation(probabilities, order)
         if postprocess and self.postprocessing:
-            from AutoSegNetLib.evaluation.postprocessing import apply_postprocessing
+            from AutoSegNetLib.postprocessing.rules import apply_postprocessing
 
             segmentation = apply_postprocessing(segmentation, self.postprocessing)
         return Prediction(
@@ -275,20 +296,8 @@ class Predictor:
         )
 
     def _sliding_window(self, data: np.ndarray, with_member_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        result = sliding_window_predict(
-            self.networks,
-            torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32)),
-            self.model.configuration.patch_size,
-            step=self.step,
-            mirror_axes=self.mirror_axes if self.tta else None,
-            tile_batch=self.compute.tile_batch,
-            device=self.device,
-            batch_mirrors=self.compute.batch_mirrors,
-            member_threads=self.compute.member_threads,
-            nonlin="sigmoid" if self.model.regions else "softmax",
-            with_member_entropy=with_member_entropy,
-            average=self.average,
-        )
+        image = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
+        result = self.inferer(self.networks, image, with_member_entropy=with_member_entropy)
         return result if isinstance(result, tuple) else (result, None)
 
 
@@ -326,6 +335,17 @@ def _finite_image(image: np.ndarray, what: str) -> tuple[np.ndarray, list[str]]:
     return np.where(bad, np.asarray(NON_FINITE_FILL, dtype=image.dtype), image), warnings
 
 
+def _load_networks(model: ModelFolder, folds: list[str], checkpoint: str, device: torch.device
+                   ) -> tuple[list[nn.Module], list[list[int] | None]]:  # fmt: skip
+    """The networks of ``folds`` on ``device`` and the mirror axes each allows."""
+    networks, axes = [], []
+    for fold in folds:
+        network, mirror_axes = model.load_network(fold, checkpoint)
+        networks.append(network.to(device))
+        axes.append(mirror_axes)
+    return networks, axes
+
+
 def _common_axes(axes: list[list[int] | None]) -> list[int] | None:
     """Mirror axes every fold allows (None if any fold allows none)."""
     if any(a is None for a in axes):
@@ -337,9 +357,9 @@ def _common_axes(axes: list[list[int] | None]) -> list[int] | None:
 
 
 def _load_previous_stage(
-    model: ModelFolder, folder: str | Path | None, folds: list[str], checkpoint: str, device: torch.device,
-    tta: bool, step: float, compute: ComputeSettings | None, average: str,
+    model: ModelFolder, folder: str | Path | None, folds: list[str], checkpoint: str, window: SlidingWindowSettings,
 ) -> Predictor:  # fmt: skip
+    """The low-resolution stage of a cascade stage, predicting as ``window`` says (its own patch and mirror axes)."""
     stage = model.configuration.previous_stage
     if folder is None:
         parsed = parse_model_folder_name(model.folder.name)
@@ -354,5 +374,5 @@ def _load_previous_stage(
     previous_model = ModelFolder.open(folder, configuration=stage)
     have = previous_model.available_folds(checkpoint)
     use = [f for f in folds if f in have] or have
-    return Predictor.from_model_folder(folder, use, checkpoint, device, tta, step, postprocess=False, compute=compute,
-                                       average=average)  # fmt: skip
+    return Predictor.from_model_folder(folder, use, checkpoint, window.device, window.tta, window.step,
+                                       postprocess=False, compute=window.compute, average=window.average)  # fmt: skip

@@ -1,7 +1,13 @@
 """Sliding-window prediction of a whole image: padding, Gaussian-weighted tiles, batched tiles, mirroring TTA.
 
-:func:`sliding_window_predict` is the pure entry point (image tensor in, ``(K, Z, Y, X)`` tensor out); the
-:class:`~AutoSegNetLib.inference.predictor.Predictor` configures it from a model folder.
+Three layers, as MONAI's ``sliding_window_inference`` / ``SlidingWindowInferer``:
+
+- :class:`SlidingWindowSettings`: every setting in one frozen object (patch, step, mirroring, blending, averaging,
+  devices and speed knobs). :meth:`SlidingWindowSettings.for_model` is the one place that derives them from a
+  model folder (prediction and training's final validation both use it).
+- :func:`sliding_window_predict`: the pure function (networks + image tensor + settings -> ``(K, Z, Y, X)``).
+- :class:`SlidingWindowInferer`: the settings bound once, called with the network(s) and each image; the
+  :class:`~AutoSegNetLib.inference.predictor.Predictor` holds one.
 
 Members and averaging: each network (fold) is run on every mirrored variant of a tile; these are the ensemble
 *members*. Their outputs are averaged in the space ``average`` names: ``"probabilities"`` (the default, after
@@ -14,20 +20,26 @@ weight map, however many folds and mirrored variants are averaged.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import itertools
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.inference.compute import ComputeSettings
 from AutoSegNetLib.inference.cpu_speed import MEMORY_FORMAT_ATTRIBUTE
 from AutoSegNetLib.inference.tiles import compute_steps, gaussian_importance_map, mirror_combinations, padding_for
 from AutoSegNetLib.inference.uncertainty import normalised_entropy
+
+if TYPE_CHECKING:
+    from AutoSegNetLib.inference.model_folder import ModelFolder
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +48,138 @@ OutOfMemoryError: type[Exception] = getattr(torch, "OutOfMemoryError", torch.cud
 
 NONLINS = (None, "softmax", "sigmoid")
 AVERAGES = ("probabilities", "logits")
+_COMPUTE_FIELDS = frozenset(f.name for f in dataclasses.fields(ComputeSettings))
+
+
+class SlidingWindowSettingsError(AutoSegNetError, ValueError):
+    """A sliding-window setting out of range: a user error (``--step``, ``--average``), and a ``ValueError`` to
+    callers of the pure function."""
+
+
+@dataclass(frozen=True)
+class SlidingWindowSettings:
+    """How :func:`sliding_window_predict` predicts an image, in one frozen object.
+
+    What is computed:
+
+    - ``patch_size``: the tile, 3 entries for a 3D network; 2 entries ``(Y, X)`` for a 2D network, which then
+      predicts the image slice by slice along ``Z``.
+    - ``step``: tile step as a fraction of the patch, in ``(0, 1]`` (nnU-Net: 0.5).
+    - ``mirror_axes``: the spatial axes the networks allow mirroring along (None: none). With ``tta`` every
+      combination of them is a member (``2 ** len(mirror_axes)`` passes per network); without, only the
+      unmirrored pass.
+    - ``gaussian``: blend overlapping tiles with the Gaussian importance map (nnU-Net); False weighs every voxel
+      of a tile alike.
+    - ``nonlin``: ``None`` for averaged logits, ``"softmax"`` or ``"sigmoid"`` (regions) for probabilities.
+    - ``average``: ``"probabilities"`` averages the members' and tiles' softmax/sigmoid outputs; ``"logits"``
+      averages their logits and applies ``nonlin`` once at the end, exactly as nnU-Net (docs/decisions/0009).
+      The two give the same label map except at near-ties.
+
+    How (speed and memory; the result only up to float rounding):
+
+    - ``compute``: :class:`~AutoSegNetLib.inference.compute.ComputeSettings`: tiles per forward pass
+      (``tile_batch``), mirrored variants of those tiles in the same pass (``batch_mirrors``), members side by
+      side on CPU threads (``member_threads``, see :func:`threaded_member_outputs`). Its ``None`` fields are
+      resolved for the device as soon as the device is known.
+    - ``device``: where the networks run (None: where the first network's parameters are).
+    - ``results_device``: where the accumulator lives (None: ``device``).
+    - ``amp``: autocast the forward passes (None: on for CUDA, as nnU-Net); accumulation stays float32.
+    """
+
+    patch_size: tuple[int, ...]
+    step: float = 0.5
+    mirror_axes: tuple[int, ...] | None = None
+    tta: bool = True
+    gaussian: bool = True
+    nonlin: str | None = None
+    average: str = "probabilities"
+    compute: ComputeSettings = ComputeSettings()
+    device: torch.device | None = None
+    results_device: torch.device | None = None
+    amp: bool | None = None
+
+    def __post_init__(self) -> None:
+        set_field = functools.partial(object.__setattr__, self)
+        set_field("patch_size", tuple(int(p) for p in self.patch_size))
+        if self.mirror_axes is not None:
+            set_field("mirror_axes", tuple(int(a) for a in self.mirror_axes))
+        for name in ("device", "results_device"):
+            if getattr(self, name) is not None:
+                set_field(name, torch.device(getattr(self, name)))
+        if self.device is not None:
+            set_field("compute", self.compute.resolved(self.device))
+        if len(self.patch_size) not in (2, 3):
+            raise SlidingWindowSettingsError(
+                f"patch_size must have 2 (slice by slice) or 3 entries, got {list(self.patch_size)}."
+            )
+        if not 0 < self.step <= 1:
+            raise SlidingWindowSettingsError(
+                f"The tile step must be in (0, 1] (a fraction of the patch size), got {self.step}."
+            )
+        if self.nonlin not in NONLINS:
+            raise SlidingWindowSettingsError(f"nonlin must be one of {NONLINS}, got {self.nonlin!r}.")
+        if self.average not in AVERAGES:
+            raise SlidingWindowSettingsError(
+                f"Unknown average {self.average!r}: average must be one of {', '.join(AVERAGES)}."
+            )
+
+    @classmethod
+    def for_model(cls, model: ModelFolder, mirror_axes: Sequence[int] | None, **knobs: Any) -> SlidingWindowSettings:
+        """The settings that predict with ``model``'s networks: its configuration's patch as the model folder's
+        ``plans.json`` records it (the patch the networks were trained with, also after ``train --patch-size``),
+        sigmoid for regions else softmax, and the ``mirror_axes`` the networks allow. ``knobs`` set the other
+        fields (``step``, ``tta``, ``average``, ``compute``, ``device``, ...). Prediction and training's final
+        validation both take their settings from here."""
+        return cls(patch_size=tuple(model.configuration.patch_size), mirror_axes=mirror_axes,
+                   nonlin="sigmoid" if model.regions else "softmax", **knobs)  # fmt: skip
+
+    @property
+    def tta_axes(self) -> tuple[int, ...]:
+        """The axes mirrored for test-time augmentation: ``mirror_axes`` with ``tta``, none without."""
+        return (self.mirror_axes or ()) if self.tta else ()
+
+    @property
+    def slice_mode(self) -> bool:
+        """A 2D patch: the image is predicted slice by slice along its first axis."""
+        return len(self.patch_size) == 2
+
+    @property
+    def window(self) -> tuple[int, ...]:
+        """The tile in the image's three axes: ``(1, Y, X)`` in slice mode, else ``patch_size``."""
+        return (1, *self.patch_size) if self.slice_mode else self.patch_size
+
+    def on(self, device: torch.device) -> SlidingWindowSettings:
+        """These settings with every automatic choice made for running on ``device`` (results device, amp,
+        compute)."""
+        results_device = self.results_device if self.results_device is not None else device
+        amp = device.type == "cuda" if self.amp is None else self.amp
+        return dataclasses.replace(self, device=device, results_device=results_device, amp=amp)
+
+
+def window_settings(settings: SlidingWindowSettings | None = None, **fields: Any) -> SlidingWindowSettings:
+    """``settings`` with ``fields`` changed, or new settings made of ``fields``. The fields of
+    :class:`~AutoSegNetLib.inference.compute.ComputeSettings` (``tile_batch``, ``batch_mirrors``,
+    ``member_threads``, ...) may be given directly: ``window_settings(patch_size=(8, 8, 8), tile_batch=2)``."""
+    compute = {name: fields.pop(name) for name in _COMPUTE_FIELDS & fields.keys()}
+    if settings is None:
+        return SlidingWindowSettings(compute=ComputeSettings(**compute), **fields)
+    if compute:
+        fields["compute"] = dataclasses.replace(settings.compute, **compute)
+    return dataclasses.replace(settings, **fields) if fields else settings
+
+
+@dataclass(frozen=True)
+class SlidingWindowInferer:
+    """:func:`sliding_window_predict` with its settings bound once: ``SlidingWindowInferer(settings)(networks,
+    image)`` (as MONAI's ``SlidingWindowInferer`` wraps ``sliding_window_inference``)."""
+
+    settings: SlidingWindowSettings
+
+    def __call__(
+        self, network: nn.Module | Sequence[nn.Module], image: torch.Tensor, *, with_member_entropy: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """See :func:`sliding_window_predict`."""
+        return sliding_window_predict(network, image, self.settings, with_member_entropy=with_member_entropy)
 
 
 @dataclass(frozen=True)
@@ -70,70 +214,36 @@ def fallback_plan(results_device: torch.device, tile_batch: int, batch_mirrors: 
 def sliding_window_predict(
     network: nn.Module | Sequence[nn.Module],
     image: torch.Tensor,
-    patch_size: Sequence[int],
-    step: float = 0.5,
-    mirror_axes: Sequence[int] | None = None,
-    tile_batch: int = 1,
-    device: torch.device | str | None = None,
-    nonlin: str | None = None,
+    settings: SlidingWindowSettings | None = None,
     *,
-    batch_mirrors: bool = True,
-    results_device: torch.device | str | None = None,
     with_member_entropy: bool = False,
-    amp: bool | None = None,
-    member_threads: int = 1,
-    average: str = "probabilities",
+    **fields: Any,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Predict a whole image ``(C, Z, Y, X)`` tile by tile; returns ``(K, Z, Y, X)`` float32 on ``results_device``.
+    """Predict a whole image ``(C, Z, Y, X)`` tile by tile as ``settings`` say (:class:`SlidingWindowSettings`);
+    returns ``(K, Z, Y, X)`` float32 on the results device.
 
-    - ``network``: one network or several (fold ensemble), in eval mode and already on ``device``.
-    - ``patch_size``: 3 entries for a 3D network; 2 entries ``(Y, X)`` for a 2D network, which then predicts
-      the image slice by slice along ``Z``.
-    - ``step``: tile step as a fraction of the patch (nnU-Net: 0.5). Images smaller than the patch are padded
-      with zeros (centred) and the padding is cut off again.
-    - ``mirror_axes``: the network's spatial axes to mirror for test-time augmentation (every combination,
-      ``2 ** len(mirror_axes)`` passes per network); ``None`` or empty for no TTA.
-    - ``tile_batch``: tiles per forward pass; with ``batch_mirrors`` the mirrored variants of those tiles go
-      through the network in the same pass (``tile_batch * 2 ** len(mirror_axes)`` samples).
-    - ``nonlin``: ``None`` for averaged logits, ``"softmax"`` or ``"sigmoid"`` (regions) for probabilities.
+    - ``network``: one network or several (fold ensemble), in eval mode and already on the settings' device.
+    - ``fields``: single settings changed for this call, or all of them without ``settings``
+      (:func:`window_settings`): ``sliding_window_predict(net, image, patch_size=(8, 8, 8), mirror_axes=[0])``.
     - ``with_member_entropy``: also return the blended mean of the members' normalised entropies ``(Z, Y, X)``
       (needs ``nonlin``), for the disagreement map of :mod:`AutoSegNetLib.inference.uncertainty`.
-    - ``amp``: autocast the forward passes (default: on for CUDA, as nnU-Net); accumulation stays float32.
-    - ``member_threads``: on the CPU, run this many members (folds x mirrored variants) at once, each in its own
-      thread with one intra-op thread (see :func:`threaded_member_outputs`); 1 runs them one after the other.
-    - ``average``: ``"probabilities"`` averages the members' and tiles' softmax/sigmoid outputs; ``"logits"``
-      averages their logits and applies ``nonlin`` once at the end, exactly as nnU-Net (docs/decisions/0009).
-      The two give the same label map except at near-ties.
 
-    A single tile covering the whole (padded) image is copied without weighting, so an image no larger than the
-    patch gives exactly the (padded, cropped) output of one forward pass. On a CUDA out-of-memory error the
-    prediction is retried following :func:`fallback_plan`, with a log line each time.
+    Images smaller than the patch are padded with zeros (centred) and the padding is cut off again. A single tile
+    covering the whole (padded) image is copied without weighting, so an image no larger than the patch gives
+    exactly the (padded, cropped) output of one forward pass. On a CUDA out-of-memory error the prediction is
+    retried following :func:`fallback_plan`, with a log line each time.
     """
+    settings = window_settings(settings, **fields)
     networks = [network] if isinstance(network, nn.Module) else list(network)
-    if not networks:
-        raise ValueError("sliding_window_predict needs at least one network.")
-    if nonlin not in NONLINS:
-        raise ValueError(f"nonlin must be one of {NONLINS}, got {nonlin!r}.")
-    if with_member_entropy and nonlin is None:
-        raise ValueError("with_member_entropy needs probabilities: pass nonlin='softmax' or 'sigmoid'.")
-    if average not in AVERAGES:
-        raise ValueError(f"average must be one of {AVERAGES}, got {average!r}.")
-    if image.ndim != 4:
-        raise ValueError(f"image must be (C, Z, Y, X), got shape {tuple(image.shape)}.")
-    if len(patch_size) not in (2, 3):
-        raise ValueError(f"patch_size must have 2 (slice by slice) or 3 entries, got {list(patch_size)}.")
-    device = torch.device(device) if device is not None else next(networks[0].parameters()).device
-    results_device = torch.device(results_device) if results_device is not None else device
-    amp = device.type == "cuda" if amp is None else amp
-    plan = fallback_plan(results_device, max(1, int(tile_batch)), batch_mirrors)
+    _check_inputs(networks, image, settings, with_member_entropy)
+    settings = settings.on(settings.device if settings.device is not None else next(networks[0].parameters()).device)
+    device, compute = settings.device, settings.compute
+    plan = fallback_plan(settings.results_device, compute.tile_batch, compute.batch_mirrors)
     for index, attempt in enumerate(plan):
         try:
-            result = _predict_windows(
-                networks, image, patch_size, step, mirror_axes or (), device, nonlin, attempt, with_member_entropy, amp,
-                member_threads if device.type == "cpu" else 1, average == "logits",
-            )  # fmt: skip
-            if average == "logits" and nonlin is not None:
-                apply_nonlin_(result[0] if isinstance(result, tuple) else result, nonlin)
+            result = _predict_windows(networks, image, settings, attempt, with_member_entropy)
+            if settings.average == "logits" and settings.nonlin is not None:
+                apply_nonlin_(result[0] if isinstance(result, tuple) else result, settings.nonlin)
             return result
         except OutOfMemoryError as error:
             _release_cached_memory(device)
@@ -148,64 +258,115 @@ def sliding_window_predict(
     raise AssertionError("unreachable")
 
 
+def _check_inputs(networks: list[nn.Module], image: torch.Tensor, settings: SlidingWindowSettings,
+                  with_member_entropy: bool) -> None:  # fmt: skip
+    if not networks:
+        raise ValueError("sliding_window_predict needs at least one network.")
+    if with_member_entropy and settings.nonlin is None:
+        raise ValueError("with_member_entropy needs probabilities: pass nonlin='softmax' or 'sigmoid'.")
+    if image.ndim != 4:
+        raise ValueError(f"image must be (C, Z, Y, X), got shape {tuple(image.shape)}.")
+
+
 def _predict_windows(
     networks: list[nn.Module],
     image: torch.Tensor,
-    patch_size: Sequence[int],
-    step: float,
-    mirror_axes: Sequence[int],
-    device: torch.device,
-    nonlin: str | None,
+    settings: SlidingWindowSettings,
     attempt: WindowAttempt,
     with_member_entropy: bool,
-    amp: bool,
-    member_threads: int,
-    average_logits: bool,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    slice_mode = len(patch_size) == 2
-    window = (1, *patch_size) if slice_mode else tuple(int(p) for p in patch_size)
-    pads = padding_for(image.shape[1:], window)
-    data = _pad(image.to(attempt.results_device, torch.float32), pads)
-    padded_size = tuple(data.shape[1:])
-    starts = window_starts(padded_size, window, step, slice_mode)
-    single = len(starts) == 1
-    weights = torch.from_numpy(gaussian_importance_map(window)).to(attempt.results_device)
-    accumulator: torch.Tensor | None = None
-    zeros = functools.partial(torch.zeros, padded_size, dtype=torch.float32, device=attempt.results_device)
-    entropy_sum = zeros() if with_member_entropy else None
-    weight_sum = None if single else zeros()
-    combos = mirror_combinations(mirror_axes)
-    autocast = torch.autocast(device.type) if amp else contextlib.nullcontext()
-    members = len(networks) * len(combos)
-    with torch.inference_mode(), autocast, member_threads_context(min(member_threads, members)) as pool:
-        for first in range(0, len(starts), attempt.tile_batch):
-            boxes = [_box(start, window) for start in starts[first : first + attempt.tile_batch]]
-            tiles = torch.stack([data[(slice(None), *box)] for box in boxes]).to(device, non_blocking=True)
-            if slice_mode:
-                tiles = tiles[:, :, 0]
+    """One attempt of :func:`sliding_window_predict`, with ``settings`` resolved for their device."""
+    blend = _Blend.start(image, settings, attempt.results_device, with_member_entropy)
+    combos = mirror_combinations(settings.tta_axes)
+    device = settings.device
+    threads = min(settings.compute.member_threads if device.type == "cpu" else 1, len(networks) * len(combos))
+    autocast = torch.autocast(device.type) if settings.amp else contextlib.nullcontext()
+    with torch.inference_mode(), autocast, member_threads_context(threads) as pool:
+        for boxes in blend.batches(attempt.tile_batch):
             values, member_entropy = predict_tiles(
-                networks, tiles, combos, nonlin, attempt.batch_mirrors, with_member_entropy, pool, average_logits
-            )
-            if slice_mode:
-                values = values.unsqueeze(2)
-                member_entropy = member_entropy.unsqueeze(1) if member_entropy is not None else None
-            values = values.to(attempt.results_device, torch.float32)
-            if accumulator is None:
-                accumulator = torch.zeros((values.shape[1], *padded_size), dtype=torch.float32, device=values.device)
-            for b, box in enumerate(boxes):
-                _blend(accumulator, weight_sum, values[b], box, weights, single)
-                if entropy_sum is not None:
-                    _blend(entropy_sum, None, member_entropy[b].to(entropy_sum.device, torch.float32), box,
-                           weights, single)  # fmt: skip
-        if weight_sum is not None:  # in-place updates of inference tensors must stay in inference mode
-            accumulator /= weight_sum
-            if entropy_sum is not None:
-                entropy_sum /= weight_sum
-    crop = tuple(slice(before, size - after) for (before, after), size in zip(pads, padded_size))
-    result = accumulator[(slice(None), *crop)]
-    if entropy_sum is not None:
-        return result, entropy_sum[crop]
-    return result
+                networks, blend.tiles(boxes, device), combos, settings.nonlin, attempt.batch_mirrors,
+                with_member_entropy, pool, settings.average == "logits",
+            )  # fmt: skip
+            blend.add(boxes, values, member_entropy)
+        blend.normalise()  # in-place updates of inference tensors must stay in inference mode
+    return blend.result()
+
+
+@dataclass
+class _Blend:
+    """The padded image ``(C, *P)`` of one attempt, its tiles, and the running sums: class values ``(K, *P)``,
+    weights ``(*P)`` (none for a single tile, which is copied unweighted) and members' entropies ``(*P)`` (when
+    asked for). Everything lives on the attempt's results device."""
+
+    data: torch.Tensor
+    pads: list[tuple[int, int]]
+    window: tuple[int, ...]
+    slice_mode: bool
+    starts: list[tuple[int, ...]]
+    weights: torch.Tensor
+    weight_sum: torch.Tensor | None
+    entropy_sum: torch.Tensor | None
+    values: torch.Tensor | None = None
+
+    @classmethod
+    def start(cls, image: torch.Tensor, settings: SlidingWindowSettings, results_device: torch.device,
+              with_member_entropy: bool) -> _Blend:  # fmt: skip
+        window = settings.window
+        pads = padding_for(image.shape[1:], window)
+        data = _pad(image.to(results_device, torch.float32), pads)
+        size = tuple(data.shape[1:])
+        starts = window_starts(size, window, settings.step, settings.slice_mode)
+        weights = tile_weights(window, settings.gaussian).to(results_device)
+        zeros = functools.partial(torch.zeros, size, dtype=torch.float32, device=results_device)
+        return cls(data, pads, window, settings.slice_mode, starts, weights,
+                   None if len(starts) == 1 else zeros(), zeros() if with_member_entropy else None)  # fmt: skip
+
+    def batches(self, tile_batch: int) -> Iterator[list[tuple[slice, ...]]]:
+        """The tiles' boxes, ``tile_batch`` at a time."""
+        for first in range(0, len(self.starts), tile_batch):
+            yield [_box(start, self.window) for start in self.starts[first : first + tile_batch]]
+
+    def tiles(self, boxes: list[tuple[slice, ...]], device: torch.device) -> torch.Tensor:
+        """The tiles at ``boxes`` on ``device``: ``(B, C, *W)``, or ``(B, C, Y, X)`` in slice mode."""
+        tiles = torch.stack([self.data[(slice(None), *box)] for box in boxes]).to(device, non_blocking=True)
+        return tiles[:, :, 0] if self.slice_mode else tiles
+
+    def add(self, boxes: list[tuple[slice, ...]], values: torch.Tensor, member_entropy: torch.Tensor | None) -> None:
+        """Blend the tiles' values ``(B, K, *W)`` (and members' entropies ``(B, *W)``) in at ``boxes``."""
+        if self.slice_mode:
+            values = values.unsqueeze(2)
+            member_entropy = member_entropy.unsqueeze(1) if member_entropy is not None else None
+        values = values.to(self.data.device, torch.float32)
+        if self.values is None:
+            self.values = torch.zeros((values.shape[1], *self.data.shape[1:]), dtype=torch.float32,
+                                      device=values.device)  # fmt: skip
+        single = self.weight_sum is None
+        for b, box in enumerate(boxes):
+            _blend(self.values, self.weight_sum, values[b], box, self.weights, single)
+            if self.entropy_sum is not None:
+                _blend(self.entropy_sum, None, member_entropy[b].to(self.entropy_sum.device, torch.float32), box,
+                       self.weights, single)  # fmt: skip
+
+    def normalise(self) -> None:
+        """Divide the sums by the summed weights."""
+        if self.weight_sum is not None:
+            self.values /= self.weight_sum
+            if self.entropy_sum is not None:
+                self.entropy_sum /= self.weight_sum
+
+    def result(self) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The values ``(K, Z, Y, X)`` (and entropies ``(Z, Y, X)``) with the padding cut off."""
+        size = self.data.shape[1:]
+        crop = tuple(slice(before, length - after) for (before, after), length in zip(self.pads, size))
+        result = self.values[(slice(None), *crop)]
+        return (result, self.entropy_sum[crop]) if self.entropy_sum is not None else result
+
+
+def tile_weights(window: Sequence[int], gaussian: bool = True) -> torch.Tensor:
+    """Blending weights of one tile ``window`` (float32): the Gaussian importance map, or ones."""
+    if gaussian:
+        return torch.from_numpy(gaussian_importance_map(window))
+    return torch.ones(tuple(window), dtype=torch.float32)
 
 
 def window_starts(

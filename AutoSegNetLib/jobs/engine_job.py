@@ -1,7 +1,7 @@
-"""Following background engine jobs: progress events, stop, re-attach after a restart.
+"""Following one background engine job: progress events, stop, re-attach after a restart.
 
 A job runs ``<python> -m AutoSegNetLib --stop-file <job>/stop <command> ... --progress json`` (``PythonSlicer``
-inside Slicer; see :mod:`AutoSegNetSceneLib.process` for launching and stopping), with stdout going to
+inside Slicer; see :mod:`AutoSegNetLib.jobs.process` for launching and stopping), with stdout going to
 ``<job>/events.jsonl`` and stderr to ``engine.log``. Files rather than pipes let the engine outlive Slicer:
 after a restart :meth:`EngineJob.reattach` reads ``job.json`` (process ID and start time), re-reads the events
 (the whole history, e.g. for the loss curves) and follows the process again. :meth:`EngineJob.from_status_file`
@@ -22,9 +22,9 @@ from pathlib import Path
 import psutil
 
 from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.jobs import process as proc
+from AutoSegNetLib.jobs.state import FAILED, FINISHED, STOPPED, JobState, format_seconds
 from AutoSegNetLib.utils.atomic import write_json
-from AutoSegNetSceneLib import process as proc
-from AutoSegNetSceneLib.job_state import FAILED, FINISHED, STOPPED, JobState, format_seconds
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +56,12 @@ class EngineJob:
     @classmethod
     def start(cls, args: Sequence[str], jobs_root: Path, kind: str, label: str = "",
               python: str | None = None, status_file: Path | None = None,
-              env: dict[str, str] | None = None, meta: dict | None = None) -> EngineJob:
-        """Start ``<python> -m AutoSegNetLib --stop-file <job>/stop *args`` in the background; returns at once."""
-        folder = proc.new_job_folder(Path(jobs_root), kind)
+              env: dict[str, str] | None = None, meta: dict | None = None, folder: Path | None = None) -> EngineJob:
+        """Start ``<python> -m AutoSegNetLib --stop-file <job>/stop *args`` in the background; returns at once.
+
+        ``folder``: an empty job folder made earlier (e.g. by a queue); default: a new one under ``jobs_root``.
+        """
+        folder = Path(folder) if folder is not None else proc.new_job_folder(Path(jobs_root), kind)
         command = proc.engine_command(args, folder / proc.STOP_FILE, python)
         root = str(proc.engine_root())
         return cls._launch(folder, command, kind, label, status_file, proc.engine_environment(env), root, meta)

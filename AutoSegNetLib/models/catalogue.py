@@ -27,15 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from AutoSegNetLib.errors import AutoSegNetError, did_you_mean, unknown_name_error
-from AutoSegNetLib.models.download import (
-    DownloadRequest,
-    ProgressCallback,
-    check_sha256,
-    check_url,
-    download_and_install,
-    read_url,
-)
+from AutoSegNetLib.models.download import DownloadRequest, ProgressCallback, check_sha256, download_and_install
 from AutoSegNetLib.models.install_any import Installed, InstallOptions
+from AutoSegNetLib.models.url_sources import check_url, read_url
 from AutoSegNetLib.utils.stop import StopRequest
 from AutoSegNetLib.workspace import Workspace
 

@@ -20,22 +20,26 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import io
 import logging
 import re
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from AutoSegNetLib import __version__
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.models.install_any import Installed, InstallOptions, install_zip
 from AutoSegNetLib.models.manifest import sha256_of
 from AutoSegNetLib.models.sizes import DEFAULT_MAX_SIZE, format_size
+from AutoSegNetLib.models.url_sources import (
+    DEFAULT_TIMEOUT_S,
+    INSTALL_HINT,
+    Opened,
+    Restart,
+    check_url,
+    open_source,
+)
 from AutoSegNetLib.utils.atomic import read_json, write_json
 from AutoSegNetLib.utils.locks import FileLock
 from AutoSegNetLib.utils.stop import StopRequest
@@ -45,12 +49,8 @@ log = logging.getLogger(__name__)
 
 #: The download folder's name inside the workspace's results folder (hidden: not a dataset).
 DOWNLOAD_FOLDER = ".downloads"
-SCHEMES = ("https", "http", "file")
-DEFAULT_TIMEOUT_S = 30.0
 _CHUNK = 1 << 20
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_CONTENT_RANGE = re.compile(r"^bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)$")
-INSTALL_HINT = "download the zip elsewhere and run `autosegnet install-model <zip>`"
 
 #: ``progress(bytes_done, bytes_total_or_None)``, called after every block received.
 ProgressCallback = Callable[[int, "int | None"], None]
@@ -82,20 +82,6 @@ class Download:
     size: int
     sha256: str
     resumed_from: int
-
-
-@dataclass(frozen=True)
-class _Opened:
-    """An open source: ``stream`` yields the bytes from offset ``start`` on, of ``total`` (None: unknown)."""
-
-    stream: BinaryIO
-    start: int
-    total: int | None
-    validator: str | None
-
-
-class _Restart(Exception):  # noqa: N818 - control flow: the partial file cannot be continued
-    """The server cannot continue the partial file; start again from byte 0."""
 
 
 # ----- the stage -------------------------------------------------------------------------------------------------
@@ -132,10 +118,10 @@ def _download(request: DownloadRequest, folder: Path, progress: ProgressCallback
     folder.mkdir(parents=True, exist_ok=True)
     offset, validator = _resume_point(part, request.url)
     try:
-        opened = _open(request, offset, validator)
-    except _Restart:
+        opened = open_source(request.url, offset, validator, request.timeout_s)
+    except Restart:
         discard(part)
-        opened = _open(request, 0, None)
+        opened = open_source(request.url, 0, None, request.timeout_s)
     with opened.stream:
         _check_announced_size(request, opened.total)
         write_json(_state_path(part), {"url": request.url, "validator": opened.validator, "total": opened.total})
@@ -167,17 +153,6 @@ def part_path(url: str, folder: Path) -> Path:
 
 
 # ----- checks ------------------------------------------------------------------------------------------------------
-def check_url(url: str) -> str:
-    """``url`` if its scheme is https, http or file (with a host for http(s)); else an error."""
-    parts = urllib.parse.urlsplit(str(url))
-    if parts.scheme.lower() not in SCHEMES or (parts.scheme.lower() != "file" and not parts.netloc):
-        raise AutoSegNetError(
-            f"{url!r} is not a download URL; give an https://, http:// or file:// URL (for a zip on this computer "
-            "run `autosegnet install-model <zip>`)."
-        )
-    return url
-
-
 def check_sha256(value: str, where: str) -> str:
     """``value`` in lower case if it is 64 hexadecimal digits; else an error naming ``where``."""
     text = str(value).strip().lower()
@@ -246,7 +221,7 @@ def _resume_point(part: Path, url: str) -> tuple[int, str | None]:
     return part.stat().st_size, state.get("validator")
 
 
-def _receive(opened: _Opened, part: Path, request: DownloadRequest, progress: ProgressCallback | None,
+def _receive(opened: Opened, part: Path, request: DownloadRequest, progress: ProgressCallback | None,
              stop: StopRequest | None) -> None:
     """Append the stream to ``part`` (truncated first when the stream starts at byte 0), block by block."""
     limit = min(request.max_size, request.size if request.size is not None else request.max_size)
@@ -262,7 +237,7 @@ def _receive(opened: _Opened, part: Path, request: DownloadRequest, progress: Pr
         raise _broke_off(request.url, done, opened.total, "the connection was closed early", part)
 
 
-def _copy_blocks(opened: _Opened, out: BinaryIO, part: Path, url: str, limit: int,
+def _copy_blocks(opened: Opened, out: BinaryIO, part: Path, url: str, limit: int,
                  progress: ProgressCallback | None, stop: StopRequest | None) -> int:
     """Copy blocks until the stream ends or passes ``limit`` bytes; returns the bytes in ``part`` then."""
     done = opened.start
@@ -294,118 +269,3 @@ def _broke_off(url: str, done: int, total: int | None, reason: str, part: Path) 
     )
 
 
-# ----- opening sources ----------------------------------------------------------------------------------------------
-def _open(request: DownloadRequest, offset: int, validator: str | None) -> _Opened:
-    if urllib.parse.urlsplit(request.url).scheme.lower() == "file":
-        return _open_file(request.url, offset, validator)
-    return _open_http(request, offset, validator)
-
-
-def local_path(url: str) -> Path:
-    """The path of a ``file://`` URL on this computer."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.netloc not in ("", "localhost"):
-        raise AutoSegNetError(f"{url}: file:// URLs must name a file on this computer (file:///path/to/model.zip).")
-    return Path(urllib.request.url2pathname(parts.path))
-
-
-def _open_file(url: str, offset: int, validator: str | None) -> _Opened:
-    path = local_path(url)
-    if not path.is_file():
-        raise AutoSegNetError(f"{path} (from {url}) does not exist or is not a file.")
-    stat = path.stat()
-    current = f"{stat.st_size}-{stat.st_mtime_ns}"
-    if offset and (validator != current or offset > stat.st_size):
-        raise _Restart()
-    stream = open(path, "rb")  # noqa: SIM115 - closed by download()
-    stream.seek(offset)
-    return _Opened(stream, offset, stat.st_size, current)
-
-
-def _open_http(request: DownloadRequest, offset: int, validator: str | None) -> _Opened:
-    headers = {"User-Agent": f"AutoSegNet/{__version__}", "Accept-Encoding": "identity"}
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
-        if validator:
-            headers["If-Range"] = validator
-    try:
-        response = urllib.request.urlopen(urllib.request.Request(request.url, headers=headers),
-                                          timeout=request.timeout_s)  # fmt: skip
-    except urllib.error.HTTPError as error:
-        return _from_http_error(error, request.url, offset, validator)
-    except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
-        raise unreachable(request.url, getattr(error, "reason", error), INSTALL_HINT) from None
-    return _from_response(response, offset)
-
-
-def _from_response(response: http.client.HTTPResponse, offset: int) -> _Opened:
-    validator = _validator(response.headers)
-    if response.status == 206:
-        start, total = _content_range(response.headers.get("Content-Range"))
-        if start != offset:
-            response.close()
-            raise _Restart()
-        return _Opened(response, start, total, validator)
-    length = response.headers.get("Content-Length")
-    return _Opened(response, 0, int(length) if length and length.isdigit() else None, validator)
-
-
-def _from_http_error(error: urllib.error.HTTPError, url: str, offset: int, validator: str | None) -> _Opened:
-    """A complete earlier download (416 with the same total), a restart, or an error naming the status."""
-    with error:
-        if error.code == 416 and offset:
-            _, total = _content_range(error.headers.get("Content-Range"))
-            if total == offset:
-                return _Opened(io.BytesIO(), offset, total, validator)
-            raise _Restart()
-        raise AutoSegNetError(
-            f"{url}: the server answered {error.code} {error.reason}. Check the URL (and that the file is public); "
-            f"or {INSTALL_HINT}."
-        ) from None
-
-
-def _content_range(header: str | None) -> tuple[int | None, int | None]:
-    """``(first byte, total)`` of ``bytes a-b/total`` or ``bytes */total``."""
-    match = _CONTENT_RANGE.match((header or "").strip())
-    if not match:
-        raise _Restart()
-    total = match.group(3)
-    return (int(match.group(1)) if match.group(1) else None), (int(total) if total.isdigit() else None)
-
-
-def _validator(headers) -> str | None:
-    """A strong ETag, else Last-Modified: what ``If-Range`` may send back."""
-    etag = headers.get("ETag")
-    if etag and not etag.startswith("W/"):
-        return etag
-    return headers.get("Last-Modified")
-
-
-def unreachable(url: str, reason: object, hint: str) -> AutoSegNetError:
-    """The offline error: which host could not be reached, why, and ``hint`` (how to do without it)."""
-    host = urllib.parse.urlsplit(url).netloc or url
-    return AutoSegNetError(f"cannot reach {host}: {reason}; {hint}.")
-
-
-def read_url(url: str, max_bytes: int, hint: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> bytes:
-    """The whole content of a small resource (a model index) at ``url`` (https, http or file://), at most
-    ``max_bytes``; ``hint`` says how to do without the network when the host cannot be reached."""
-    check_url(url)
-    if urllib.parse.urlsplit(url).scheme.lower() == "file":
-        path = local_path(url)
-        if not path.is_file():
-            raise AutoSegNetError(f"{path} (from {url}) does not exist or is not a file.")
-        with open(path, "rb") as handle:
-            data = handle.read(max_bytes + 1)
-    else:
-        request = urllib.request.Request(url, headers={"User-Agent": f"AutoSegNet/{__version__}"})
-        try:
-            with urllib.request.urlopen(request, timeout=timeout_s) as response:
-                data = response.read(max_bytes + 1)
-        except urllib.error.HTTPError as error:
-            raise AutoSegNetError(f"{url}: the server answered {error.code} {error.reason}; check the URL.") from None
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
-            raise unreachable(url, getattr(error, "reason", error), hint) from None
-    if len(data) > max_bytes:
-        raise AutoSegNetError(f"{url} is larger than {format_size(max_bytes)}; it is not a model index.")
-    return data

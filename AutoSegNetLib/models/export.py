@@ -23,11 +23,13 @@ import torch
 
 from AutoSegNetLib import __version__
 from AutoSegNetLib.errors import AutoSegNetError
-from AutoSegNetLib.inference.model_folder import (
-    POSTPROCESSING_FILE,
-    ModelFolder,
-    find_model_folder,
-    fold_folder_name,
+from AutoSegNetLib.inference.model_folder import ModelFolder, find_model_folder
+from AutoSegNetLib.layout import (
+    CHECKPOINT_SUFFIX,
+    OPTIONAL_MODEL_FILES,
+    REQUIRED_MODEL_FILES,
+    checkpoint_file_name,
+    checkpoint_member,
     model_folder_name,
     parse_folds,
     parse_model_folder_name,
@@ -45,7 +47,6 @@ EXPORTED_CHECKPOINT_KEYS = (
     "format", "version", "network_weights", "epoch", "best_ema", "configuration", "inference_allowed_mirroring_axes",
     "training_config",
 )  # fmt: skip
-OPTIONAL_FILES = ("fingerprint.json", POSTPROCESSING_FILE)
 
 
 def export_model(
@@ -75,15 +76,7 @@ def export_model(
             wanted = [f for cascade in folders if folders[cascade] == folder for f in exported.get(cascade, [])]
             chosen = [f for f in dict.fromkeys(wanted) if f in have] or have
         exported[folder] = chosen
-        if not chosen:
-            raise AutoSegNetError(f"{folder} has no fold with checkpoint_{checkpoint}.pth to export.")
-        for name in ("plans.json", "dataset.json", *OPTIONAL_FILES):
-            if (folder / name).is_file():
-                files[f"{folder.name}/{name}"] = (folder / name).read_bytes()
-        for fold in chosen:
-            data = model.load_checkpoint(fold, checkpoint)
-            files[f"{folder.name}/{fold_folder_name(fold)}/checkpoint_{checkpoint}.pth"] = stripped_checkpoint(data)
-        entries.append(ModelEntry(folder.name, model.configuration_name, chosen, checkpoint))
+        entries.append(_pack_model_folder(model, folder, chosen, checkpoint, files))
     manifest = Manifest(
         engine_version=__version__,
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -99,6 +92,21 @@ def export_model(
     _write_zip(Path(output), manifest, files)
     log.info("Exported %s (%d files) to %s", ", ".join(e.folder for e in entries), len(files), output)
     return manifest
+
+
+def _pack_model_folder(model: ModelFolder, folder: Path, folds: list[str], checkpoint: str,
+                       files: dict[str, bytes]) -> ModelEntry:
+    """Add the model folder's files and the stripped checkpoints of ``folds`` to ``files`` (zip member name ->
+    bytes); returns the folder's manifest entry."""
+    if not folds:
+        raise AutoSegNetError(f"{folder} has no fold with {checkpoint_file_name(checkpoint)} to export.")
+    for name in (*REQUIRED_MODEL_FILES, *OPTIONAL_MODEL_FILES):
+        if (folder / name).is_file():
+            files[f"{folder.name}/{name}"] = (folder / name).read_bytes()
+    for fold in folds:
+        data = model.load_checkpoint(fold, checkpoint)
+        files[f"{folder.name}/{checkpoint_member(fold, checkpoint)}"] = stripped_checkpoint(data)
+    return ModelEntry(folder.name, model.configuration_name, folds, checkpoint)
 
 
 def stripped_checkpoint(checkpoint: dict[str, Any]) -> bytes:
@@ -144,5 +152,5 @@ def _write_zip(path: Path, manifest: Manifest, files: dict[str, bytes]) -> None:
     with atomic_path(path, suffix=".zip") as tmp, zipfile.ZipFile(tmp, "w") as archive:
         archive.writestr(MANIFEST_NAME, json.dumps(manifest.to_dict(), indent=2), zipfile.ZIP_DEFLATED)
         for name, data in files.items():
-            method = zipfile.ZIP_STORED if name.endswith(".pth") else zipfile.ZIP_DEFLATED
+            method = zipfile.ZIP_STORED if name.endswith(CHECKPOINT_SUFFIX) else zipfile.ZIP_DEFLATED
             archive.writestr(name, data, method)

@@ -32,8 +32,16 @@ from pathlib import Path, PurePosixPath
 from AutoSegNetLib import __version__
 from AutoSegNetLib.dataset.dataset_json import DatasetJson
 from AutoSegNetLib.errors import AutoSegNetError
-from AutoSegNetLib.inference.model_folder import fold_folder_name, parse_model_folder_name
-from AutoSegNetLib.models.manifest import CHECKPOINT_VERSION, MANIFEST_NAME, Manifest
+from AutoSegNetLib.layout import (
+    CHECKPOINT_VERSION,
+    DATASET_JSON_FILE,
+    PLANS_FILE,
+    REQUIRED_MODEL_FILES,
+    checkpoint_member,
+    checkpoint_path,
+    parse_model_folder_name,
+)
+from AutoSegNetLib.models.manifest import MANIFEST_NAME, Manifest
 from AutoSegNetLib.models.sizes import DEFAULT_MAX_SIZE, format_size, parse_size  # noqa: F401 - re-exported
 from AutoSegNetLib.planning.plans import PLANS_VERSION, Plans
 from AutoSegNetLib.utils.checkpoint_io import read_checkpoint
@@ -249,9 +257,12 @@ def check_listing(manifest: Manifest, members: dict[str, zipfile.ZipInfo], sourc
     if outside:
         raise AutoSegNetError(f"{source}: files outside the listed model folders: {outside[:5]}.")
     for entry in manifest.models:
-        required = [f"{entry.folder}/plans.json", f"{entry.folder}/dataset.json"] + [
-            f"{entry.folder}/{fold_folder_name(fold)}/checkpoint_{entry.checkpoint}.pth" for fold in entry.folds
-        ]
+        try:
+            required = [f"{entry.folder}/{name}" for name in REQUIRED_MODEL_FILES] + [
+                f"{entry.folder}/{checkpoint_member(fold, entry.checkpoint)}" for fold in entry.folds
+            ]
+        except AutoSegNetError as error:  # a fold or checkpoint kind we never write
+            raise AutoSegNetError(f"{source}: model {entry.folder}: {error}") from None
         absent = [r for r in required if r not in listed]
         if absent or not entry.folds:
             raise AutoSegNetError(f"{source}: model {entry.folder} lacks {absent or 'any fold'}.")
@@ -327,11 +338,11 @@ def check_contents(manifest: Manifest, staging: Path, source: Path) -> None:
     """Plans, dataset.json and checkpoints parse; checkpoints hold only plain data and tensors."""
     for entry in manifest.models:
         folder = staging / entry.folder
-        plans = Plans.load(folder / "plans.json")
+        plans = Plans.load(folder / PLANS_FILE)
         plans.configuration(entry.configuration)
-        DatasetJson.load(folder / "dataset.json")
+        DatasetJson.load(folder / DATASET_JSON_FILE)
         for fold in entry.folds:
-            path = folder / fold_folder_name(fold) / f"checkpoint_{entry.checkpoint}.pth"
+            path = checkpoint_path(folder, fold, entry.checkpoint)
             try:
                 read_checkpoint(path, required=("network_weights",))  # weights_only: refuses pickled code
             except AutoSegNetError as error:

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.layout import CHECKPOINT_VERSION
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "autosegnet-model"
 MANIFEST_VERSION = 1
-CHECKPOINT_VERSION = 1
 
 
 @dataclass

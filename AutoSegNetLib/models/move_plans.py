@@ -31,8 +31,7 @@ from pathlib import Path
 from AutoSegNetLib.dataset.dataset_json import DatasetJson
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.imageio import io_for
-from AutoSegNetLib.inference.model_folder import MODEL_FOLDER_PREFIX
-from AutoSegNetLib.planning.experiment import PLANS_FILE
+from AutoSegNetLib.layout import MODEL_FOLDER_SEPARATOR, PLANS_FILE, model_folder_name
 from AutoSegNetLib.planning.plans import Plans
 from AutoSegNetLib.utils.atomic import atomic_path
 from AutoSegNetLib.workspace import Workspace
@@ -73,7 +72,7 @@ def default_plans_name(plans: Plans) -> str:
 
 def moved_plans(plans: Plans, target_name: str, dataset_json: DatasetJson, plans_name: str) -> Plans:
     """A copy of ``plans`` for ``target_name``: new dataset name, plans name, data identifiers and reader."""
-    if not _PLANS_NAME.match(plans_name) or "__" in plans_name:
+    if not _PLANS_NAME.match(plans_name) or MODEL_FOLDER_SEPARATOR in plans_name:
         raise AutoSegNetError(
             f"Plans name {plans_name!r} cannot name a folder: use letters, digits, '-', '.' and single '_'."
         )
@@ -122,7 +121,7 @@ def _candidates(workspace: Workspace, name: str, plans_name: str | None) -> list
     paths = [workspace.preprocessed / name / PLANS_FILE]
     if plans_name:
         paths.append(workspace.preprocessed / name / f"{plans_name}.json")
-    paths += sorted((workspace.results / name).glob(f"{MODEL_FOLDER_PREFIX}__*__*/{PLANS_FILE}"))
+    paths += sorted((workspace.results / name).glob(f"{model_folder_name('*', '*')}/{PLANS_FILE}"))
     found = []
     for path in dict.fromkeys(paths):
         if path.is_file():

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,24 +19,29 @@ import torch
 
 from AutoSegNetLib.dataset.dataset_json import METADATA_KEYS, OPTIONAL_KEYS, REQUIRED_KEYS, DatasetJson
 from AutoSegNetLib.errors import AutoSegNetError
-from AutoSegNetLib.inference.model_folder import fold_folder_name, model_folder_name, parse_folds
+from AutoSegNetLib.layout import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    DATASET_JSON_FILE,
+    PLANS_FILE,
+    REQUIRED_MODEL_FILES,
+    checkpoint_file_name,
+    checkpoint_path,
+    folds_with_checkpoint,
+    model_folder_name,
+    parse_folds,
+    split_model_folder_name,
+)
 from AutoSegNetLib.network import NetworkSpec, build_network
 from AutoSegNetLib.planning.plans import ConfigurationPlan, Plans, ResamplingSettings
 from AutoSegNetLib.utils.atomic import atomic_folder, read_json
-from AutoSegNetLib.utils.checkpoint_io import (
-    CHECKPOINT_FORMAT,
-    CHECKPOINT_VERSION,
-    UnsafeCheckpointError,
-    load_plain,
-    write_checkpoint,
-)
+from AutoSegNetLib.utils.checkpoint_io import UnsafeCheckpointError, load_plain, write_checkpoint
 
 log = logging.getLogger(__name__)
 
 SUPPORTED_NETWORKS = ("PlainConvUNet", "ResidualEncoderUNet")
 SUPPORTED_READERS = ("SimpleITKIO", "NaturalImage2DIO")
 SUPPORTED_RESAMPLING = ("resample_data_or_seg_to_shape",)
-_NNUNET_FOLDER = re.compile(r"^(?P<trainer>[^_].*?)__(?P<plans>.+?)__(?P<configuration>.+)$")
 
 
 def import_nnunet_model(
@@ -58,30 +62,30 @@ def import_nnunet_model(
     accepted.
     """
     source = Path(source)
-    for required in ("plans.json", "dataset.json"):
+    for required in REQUIRED_MODEL_FILES:
         if not (source / required).is_file():
             raise AutoSegNetError(f"{source} is not an nnU-Net v2 model folder: {required} is missing.")
-    raw_plans = read_json(source / "plans.json")
+    raw_plans = read_json(source / PLANS_FILE)
     configuration = configuration or _configuration_from_name(source, raw_plans)
-    plans = plans_from_nnunet(raw_plans, configuration, str(source / "plans.json"))
-    dataset_json = dataset_json_from_nnunet(read_json(source / "dataset.json"), str(source / "dataset.json"))
+    plans = plans_from_nnunet(raw_plans, configuration, str(source / PLANS_FILE))
+    dataset_json = dataset_json_from_nnunet(read_json(source / DATASET_JSON_FILE), str(source / DATASET_JSON_FILE))
     _check_reader(plans.image_reader_writer, dataset_json)
     conf = plans.configuration(configuration)
-    chosen = parse_folds(folds) or _available_folds(source, checkpoint)
+    chosen = parse_folds(folds) or folds_with_checkpoint(source, checkpoint)
     if not chosen:
-        raise AutoSegNetError(f"{source} has no fold_<k>/checkpoint_{checkpoint}.pth.")
+        raise AutoSegNetError(f"{source} has no fold_<k>/{checkpoint_file_name(checkpoint)}.")
     target = Path(results_dataset or source.parent) / model_folder_name(plans.plans_name, configuration)
     if target.exists() and not force:
         raise AutoSegNetError(f"{target} exists already; pass --force to replace it.")
     with atomic_folder(target, replace=force) as staging:
-        plans.save(staging / "plans.json")
-        dataset_json.save(staging / "dataset.json")
+        plans.save(staging / PLANS_FILE)
+        dataset_json.save(staging / DATASET_JSON_FILE)
         extra_inputs = _cascade_inputs(conf, dataset_json)
         for fold in chosen:
-            path = source / fold_folder_name(fold) / f"checkpoint_{checkpoint}.pth"
+            path = checkpoint_path(source, fold, checkpoint)
             converted = convert_checkpoint(load_nnunet_checkpoint(path, trust_checkpoints), conf, dataset_json,
                                            extra_inputs, str(path))  # fmt: skip
-            write_checkpoint(staging / fold_folder_name(fold) / "checkpoint_final.pth", converted)
+            write_checkpoint(checkpoint_path(staging, fold, "final"), converted)
     log.info("Imported %s (%s, folds %s) to %s", source.name, configuration, ", ".join(chosen), target)
     return target
 
@@ -307,18 +311,13 @@ def _strip_prefix(key: str) -> str:
 
 # ----- small helpers -------------------------------------------------------------------------------
 def _configuration_from_name(source: Path, raw_plans: dict[str, Any]) -> str:
-    match = _NNUNET_FOLDER.match(source.name)
-    if match and match.group("configuration") in raw_plans.get("configurations", {}):
-        return match.group("configuration")
+    parts = split_model_folder_name(source.name)
+    if parts is not None and parts[2] in raw_plans.get("configurations", {}):
+        return parts[2]
     raise AutoSegNetError(
         f"Cannot tell the configuration of {source} from its name (expected Trainer__Plans__Configuration); "
         "pass it with -c."
     )
-
-
-def _available_folds(source: Path, checkpoint: str) -> list[str]:
-    folds = [p.name[len("fold_"):] for p in source.glob("fold_*") if (p / f"checkpoint_{checkpoint}.pth").is_file()]
-    return sorted(folds, key=lambda f: (not f.isdigit(), int(f) if f.isdigit() else 0, f))
 
 
 def _check_reader(reader: str, dataset_json: DatasetJson) -> None:

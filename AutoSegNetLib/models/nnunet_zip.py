@@ -29,7 +29,17 @@ from collections import defaultdict
 from pathlib import Path
 
 from AutoSegNetLib.errors import AutoSegNetError
-from AutoSegNetLib.inference.model_folder import model_folder_name
+from AutoSegNetLib.layout import (
+    CHECKPOINT_SUFFIX,
+    DATASET_JSON_FILE,
+    FOLD_FOLDER_GLOB,
+    FOLD_FOLDER_PREFIX,
+    PLANS_FILE,
+    REQUIRED_MODEL_FILES,
+    checkpoint_file_name,
+    model_folder_name,
+    split_model_folder_name,
+)
 from AutoSegNetLib.models.install import (
     DEFAULT_MAX_SIZE,
     check_free_space,
@@ -46,18 +56,21 @@ from AutoSegNetLib.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
+#: The checkpoint kinds an nnU-Net export may hold, the preferred first.
+_KINDS = ("final", "best")
 #: A file of an nnU-Net export that the import reads: ``(dataset, model folder, file inside it)``.
 _NEEDED = re.compile(
     r"^(?P<dataset>Dataset\d{3}_[A-Za-z0-9_\-]+)/(?P<model>[^/_][^/]*__[^/]+__[^/]+)/"
-    r"(?P<file>plans\.json|dataset\.json|fold_[^/]+/checkpoint_(?:final|best)\.pth)$"
+    rf"(?P<file>{re.escape(PLANS_FILE)}|{re.escape(DATASET_JSON_FILE)}|{re.escape(FOLD_FOLDER_PREFIX)}[^/]+/"
+    rf"(?:{'|'.join(re.escape(checkpoint_file_name(kind)) for kind in _KINDS)}))$"
 )
-_LAYOUT = ("DatasetXXX_Name/<Trainer>__<Plans>__<configuration>/"
-           "{plans.json, dataset.json, fold_<k>/checkpoint_final.pth}")
+_LAYOUT = (f"DatasetXXX_Name/<Trainer>__<Plans>__<configuration>/"
+           f"{{{PLANS_FILE}, {DATASET_JSON_FILE}, {FOLD_FOLDER_PREFIX}<k>/{checkpoint_file_name('final')}}}")
 
 
 def is_nnunet_export(names: list[str]) -> bool:
     """Whether zip entries ``names`` look like an ``nnUNetv2_export_model_to_zip`` export (a model's plans.json)."""
-    return any(match.group("file") == "plans.json" for match in map(_NEEDED.match, names) if match)
+    return any(match.group("file") == PLANS_FILE for match in map(_NEEDED.match, names) if match)
 
 
 def install_nnunet_zip(zip_path: str | Path, workspace: Workspace, force: bool = False,
@@ -114,13 +127,14 @@ def export_layout(names: list[str], source: Path) -> tuple[str, dict[str, list[s
 def _has_plans_and_checkpoint(key: tuple[str, str], files: list[str]) -> bool:
     prefix = f"{key[0]}/{key[1]}/"
     present = {name[len(prefix):] for name in files}
-    return {"plans.json", "dataset.json"} <= present and any(p.endswith(".pth") for p in present)
+    return set(REQUIRED_MODEL_FILES) <= present and any(p.endswith(CHECKPOINT_SUFFIX) for p in present)
 
 
 def _one_checkpoint_kind(files: list[str]) -> list[str]:
     """The model's files with only ``checkpoint_final.pth`` when it has any, else only ``checkpoint_best.pth``."""
-    kind = "final" if any(f.endswith("/checkpoint_final.pth") for f in files) else "best"
-    return [f for f in files if not f.endswith(".pth") or f.endswith(f"/checkpoint_{kind}.pth")]
+    kind = "final" if any(f.endswith(f"/{checkpoint_file_name('final')}") for f in files) else "best"
+    wanted = f"/{checkpoint_file_name(kind)}"
+    return [f for f in files if not f.endswith(CHECKPOINT_SUFFIX) or f.endswith(wanted)]
 
 
 def _convert_and_move(staging: Path, dataset: str, models: list[str], target_root: Path, force: bool,
@@ -141,10 +155,11 @@ def _convert_and_move(staging: Path, dataset: str, models: list[str], target_roo
 
 def _installed_name(model: Path, source: Path) -> str:
     """``AutoSegNet__<plans name from plans.json>__<configuration from the folder name>``."""
-    plans_name = read_json(model / "plans.json").get("plans_name") if (model / "plans.json").is_file() else None
+    plans_name = read_json(model / PLANS_FILE).get("plans_name") if (model / PLANS_FILE).is_file() else None
     if not isinstance(plans_name, str) or not plans_name or "/" in plans_name:
         raise AutoSegNetError(f"{source}: {model.name}/plans.json has no valid 'plans_name'; is it an nnU-Net v2 plan?")
-    return model_folder_name(plans_name, model.name.split("__")[-1])
+    parts = split_model_folder_name(model.name)  # import_nnunet_model refuses a name without a configuration
+    return model_folder_name(plans_name, parts[2] if parts is not None else model.name)
 
 
 def _check_targets(targets: list[Path], models: list[str], force: bool, source: Path) -> None:
@@ -164,7 +179,7 @@ def _check_targets(targets: list[Path], models: list[str], force: bool, source: 
 def _import(model: Path, output: Path, trust_checkpoints: bool, source: Path, staging: Path) -> Path:
     """:func:`import_nnunet_model` of one unpacked model folder, its errors naming the zip instead of the staging
     folder."""
-    checkpoint = "final" if any(model.glob("fold_*/checkpoint_final.pth")) else "best"
+    checkpoint = "final" if any(model.glob(f"{FOLD_FOLDER_GLOB}/{checkpoint_file_name('final')}")) else "best"
     try:
         return import_nnunet_model(model, output, checkpoint=checkpoint, trust_checkpoints=trust_checkpoints)
     except AutoSegNetError as error:

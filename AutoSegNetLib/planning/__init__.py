@@ -1,10 +1,12 @@
 """Experiment planning: from a dataset fingerprint to ``plans.json``.
 
-Entry point: :func:`plan_experiment`; planners: :class:`ExperimentPlanner`, :func:`get_planner`,
-:func:`register_planner`; the plans file: :class:`Plans`.
+Entry points: :func:`plan_experiment` (fingerprint -> plans.json) and :func:`plan_dataset` (verify -> fingerprint
+-> plan, reused while the raw dataset and the settings are unchanged); planners: :class:`ExperimentPlanner`,
+:func:`get_planner`, :func:`register_planner`; the plans file: :class:`Plans`.
 """
 
 from AutoSegNetLib.planning.experiment import PLANS_FILE, plan_experiment, select_configurations
+from AutoSegNetLib.planning.plan_dataset import PlannedDataset, PlanSettings, plan_dataset
 from AutoSegNetLib.planning.planners import (
     CONFIGURATIONS,
     PLANNERS,
@@ -23,9 +25,12 @@ __all__ = [
     "ConfigurationPlan",
     "ExperimentPlanner",
     "MemoryReference",
+    "PlanSettings",
+    "PlannedDataset",
     "Plans",
     "ResamplingSettings",
     "get_planner",
+    "plan_dataset",
     "plan_experiment",
     "plans_summary",
     "register_planner",

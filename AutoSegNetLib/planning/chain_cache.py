@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from AutoSegNetLib import __version__
+from AutoSegNetLib.layout import FINGERPRINT_FILE, PLANS_FILE
 from AutoSegNetLib.utils.atomic import write_json
 
 STATE_FILE = "plan_inputs.json"
@@ -36,7 +37,7 @@ def is_up_to_date(preprocessed_folder: Path, key: dict[str, Any]) -> bool:
     import json
 
     state = Path(preprocessed_folder) / STATE_FILE
-    needed = [state, Path(preprocessed_folder) / "fingerprint.json", Path(preprocessed_folder) / "plans.json"]
+    needed = [state, Path(preprocessed_folder) / FINGERPRINT_FILE, Path(preprocessed_folder) / PLANS_FILE]
     if not all(p.is_file() for p in needed):
         return False
     try:

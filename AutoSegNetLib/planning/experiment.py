@@ -14,6 +14,7 @@ from pathlib import Path
 from AutoSegNetLib.dataset import DatasetJson
 from AutoSegNetLib.errors import AutoSegNetError, did_you_mean
 from AutoSegNetLib.fingerprint import FINGERPRINT_FILE, Fingerprint
+from AutoSegNetLib.layout import PLANS_FILE
 from AutoSegNetLib.planning.memory import resolve_gpu_memory_gb
 from AutoSegNetLib.planning.planners import CONFIGURATIONS, ExperimentPlanner, get_planner
 from AutoSegNetLib.planning.plans import Plans
@@ -23,8 +24,6 @@ from AutoSegNetLib.utils.atomic import atomic_path
 from AutoSegNetLib.workspace import Workspace
 
 log = logging.getLogger(__name__)
-
-PLANS_FILE = "plans.json"
 
 
 def plan_experiment(workspace: Workspace, dataset: str | int, planner: str | ExperimentPlanner = "default",

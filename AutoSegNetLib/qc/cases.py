@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from AutoSegNetLib.dataset.dataset_json import IGNORE_LABEL_NAME, DatasetJson
-from AutoSegNetLib.dataset.raw import RawDataset, group_channel_files
+from AutoSegNetLib.dataset.listing import group_channel_files
+from AutoSegNetLib.dataset.raw import RawDataset
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.evaluation.evaluate import UNCERTAINTY_SUFFIX, common_ending
 from AutoSegNetLib.imageio import file_ending, registered_ios

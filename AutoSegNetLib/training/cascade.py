@@ -27,6 +27,7 @@ import numpy as np
 
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.inference.labels import one_hot
+from AutoSegNetLib.layout import PREDICTED_NEXT_STAGE
 from AutoSegNetLib.planning.plans import ConfigurationPlan, Plans
 from AutoSegNetLib.preprocessing.cropping import crop_to_nonzero, slices_of
 from AutoSegNetLib.preprocessing.resampling import resample_seg
@@ -35,8 +36,6 @@ from AutoSegNetLib.utils.atomic import atomic_path, read_json, write_json
 
 log = logging.getLogger(__name__)
 
-#: Folder in a low-resolution model folder holding the cross-validation predictions for each next stage.
-PREDICTED_NEXT_STAGE = "predicted_next_stage"
 _SHOWN = 8
 
 

@@ -20,10 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from AutoSegNetLib.layout import CHECKPOINT_FORMAT, CHECKPOINT_KINDS, CHECKPOINT_VERSION, checkpoint_file_name
 from AutoSegNetLib.utils.atomic import remove_stale_temporaries
-from AutoSegNetLib.utils.checkpoint_io import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, read_checkpoint, write_checkpoint
-
-CHECKPOINT_NAMES = ("checkpoint_final.pth", "checkpoint_latest.pth", "checkpoint_best.pth")
+from AutoSegNetLib.utils.checkpoint_io import read_checkpoint, write_checkpoint
 
 
 def bare_network(network: nn.Module) -> nn.Module:
@@ -85,15 +84,18 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def remove_stale_checkpoint_temporaries(fold_folder: Path) -> list[Path]:
-    """Delete the half-written temporaries of :data:`CHECKPOINT_NAMES` whose writers died; returns them."""
-    return [p for name in CHECKPOINT_NAMES for p in remove_stale_temporaries(Path(fold_folder) / name)]
+    """Delete the half-written temporaries of the checkpoints (every kind of
+    :data:`~AutoSegNetLib.layout.CHECKPOINT_KINDS`) whose writers died; returns them."""
+    folder = Path(fold_folder)
+    return [p for kind in CHECKPOINT_KINDS for p in remove_stale_temporaries(folder / checkpoint_file_name(kind))]
 
 
 def newest_checkpoint(fold_folder: Path) -> Path | None:
     """The checkpoint ``--continue`` resumes from: the final one if training finished, else the more recently
     written of latest and best (a crash between periodic saves then loses less than nnU-Net's latest-first)."""
     folder = Path(fold_folder)
-    if (folder / "checkpoint_final.pth").is_file():
-        return folder / "checkpoint_final.pth"
-    candidates = [folder / n for n in ("checkpoint_latest.pth", "checkpoint_best.pth") if (folder / n).is_file()]
+    if (folder / checkpoint_file_name("final")).is_file():
+        return folder / checkpoint_file_name("final")
+    candidates = [folder / checkpoint_file_name(k) for k in ("latest", "best")]
+    candidates = [p for p in candidates if p.is_file()]
     return max(candidates, key=lambda p: p.stat().st_mtime_ns) if candidates else None

@@ -81,7 +81,7 @@ def make_components(setup: FoldSetup, config: TrainingConfig, runtime: Runtime,
                                             config.deep_supervision))
     loss = build_loss(n_outputs, setup.plan.batch_dice, setup.labels.regions is not None, setup.labels.ignore_label,
                       distributed=ddp)
-    schedule = PolyLR(config.lr, config.epochs, config.poly_exponent, config.warmup_epochs)
+    schedule = PolyLR(config.lr, exponent=config.poly_exponent, warmup_epochs=config.warmup_epochs)
     scaler = torch.amp.GradScaler("cuda") if runtime.grad_scaler else None
     wrapped = wrap_network(network, runtime, distributed, config.compile)
     return TrainingComponents(wrapped, bare_network(network), optimizer, loss, schedule, scaler, runtime, setup.labels,

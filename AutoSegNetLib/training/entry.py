@@ -24,6 +24,7 @@ from AutoSegNetLib.training.components import (
     format_parameters,
     make_batch_sources,
     make_components,
+    patch_and_batch_size,
 )
 from AutoSegNetLib.training.config import TrainingConfig
 from AutoSegNetLib.training.distributed import (
@@ -72,7 +73,8 @@ def train(workspace: Workspace, dataset: str, configuration: str, fold: int | st
         setup = _prepare(workspace, dataset, configuration, fold, is_main)
         with fold_lock(setup) if is_main else contextlib.nullcontext():
             if is_main:
-                populate_model_folder(setup, workspace)
+                populate_model_folder(setup, workspace,
+                                      None if validate_only else patch_and_batch_size(setup.plan, config)[0])
                 reporter = reporter.with_status_file(setup.fold_folder / "status.json")
                 status = ProgressReporter("none", status_file=setup.fold_folder / "status.json")
             else:
@@ -132,19 +134,15 @@ def _run(setup: FoldSetup, workspace: Workspace, config: TrainingConfig, runtime
         _load_weights(c, setup.fold_folder / "checkpoint_final.pth")
         _final_validation(setup, workspace, c, list(geometry.mirror_axes), reporter, distributed)
         return
-    state = TrainingState(total_epochs=config.epochs)
+    settings = LoopSettings.from_config(config)
+    state = TrainingState(total_epochs=settings.epochs)
     if resume_from is not None:
-        state = restore_state(c, load_checkpoint(resume_from))
-        if config.time_budget_minutes is None:
-            state.total_epochs = config.epochs
-        c.schedule.epochs = state.total_epochs
+        state = restore_state(c, load_checkpoint(resume_from), settings)
         log.info("Resuming from %s at epoch %d, iteration %d.", resume_from.name, state.epoch, state.iteration)
     outputs = FoldOutputs(setup.fold_folder, reporter, c, config, setup.configuration, geometry.mirror_axes,
                           is_main=rank == 0)
     _announce(setup, config, c, state, reporter, outputs)
     if state.epoch < state.total_epochs:
-        settings = LoopSettings(config.iterations_per_epoch, config.val_iterations, config.epochs,
-                                config.time_budget_minutes * 60 if config.time_budget_minutes else None)
         workers = default_num_workers(config, runtime, os.cpu_count())
         with BatchLoader(sources, workers, config.worker_start_method, config.worker_timeout_s) as loader:
             try:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from AutoSegNetLib.training.config import TrainingConfig
 from AutoSegNetLib.training.distributed import any_rank, broadcast_value, sum_over_ranks
 from AutoSegNetLib.training.loader import BatchLoader
 from AutoSegNetLib.training.progress_log import EpochRecord, TrainingLog
@@ -28,7 +29,12 @@ from AutoSegNetLib.utils.stop import StopRequest
 @dataclass
 class TrainingState:
     """How far a run is: ``epoch`` epochs completed, ``iteration`` steps into the next one (with their losses
-    and elapsed seconds), the planned total, the best EMA pseudo-Dice and the epoch log."""
+    and elapsed seconds), the planned total, the best EMA pseudo-Dice and the epoch log.
+
+    ``total_epochs`` is the one holder of the number of epochs this run trains: the schedule is asked with it
+    (:meth:`~AutoSegNetLib.training.schedule.PolyLR.lr_at`), checkpoints store it, and only a time budget changes
+    it (:func:`run_training`). It starts at the epochs asked for (:attr:`LoopSettings.epochs`).
+    """
 
     total_epochs: int
     epoch: int = 0
@@ -43,14 +49,38 @@ class TrainingState:
         return {"train": self.epoch * iterations + self.iteration, "val": self.epoch * val_iterations}
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoopSettings:
-    """The parts of the config the loop reads."""
+    """The parts of the config the loop reads (:meth:`from_config`).
+
+    ``epochs`` is the number asked for (``TrainingConfig.epochs``): where a run's total starts and the most a time
+    budget (``time_budget_s``) lets it grow to. The run's current total lives in :attr:`TrainingState.total_epochs`.
+    """
 
     iterations_per_epoch: int
     val_iterations: int
-    max_epochs: int
+    epochs: int
     time_budget_s: float | None = None
+
+    @classmethod
+    def from_config(cls, config: TrainingConfig) -> LoopSettings:
+        budget = config.time_budget_minutes
+        return cls(config.iterations_per_epoch, config.val_iterations, config.epochs,
+                   budget * 60 if budget else None)  # fmt: skip
+
+    def resumed_total(self, saved_total: int | None) -> int:
+        """The total epochs of a run resumed from a checkpoint that planned ``saved_total``: the epochs asked for
+        now (``--continue --epochs N`` lengthens or shortens a run), or under a time budget the total fitted so
+        far (fitted again after the next epoch)."""
+        return self.epochs if self.time_budget_s is None or saved_total is None else int(saved_total)
+
+    def fitted_total(self, state: TrainingState) -> int:
+        """The total epochs that fit the time budget after the epochs in ``state.log`` (never more than
+        :attr:`epochs`); the state's total when there is no budget."""
+        if self.time_budget_s is None:
+            return state.total_epochs
+        times = state.log.epoch_times()
+        return fit_epochs_to_budget(self.time_budget_s, sum(times), times, self.epochs)
 
 
 class RunObserver:
@@ -72,7 +102,7 @@ def train_epoch(c: TrainingComponents, loader: BatchLoader, state: TrainingState
     first = state.epoch * iterations
     indices = range(first + state.iteration, first + iterations)
     for batch in loader.batches("train", indices):
-        lr = c.schedule.at(state.epoch, state.iteration, iterations)
+        lr = c.schedule.lr_at(state.epoch, state.total_epochs, state.iteration, iterations)
         set_learning_rate(c.optimizer, lr)
         loss = float(train_step(c, batch))
         state.partial_losses.append(loss)
@@ -140,10 +170,8 @@ def run_training(c: TrainingComponents, loader: BatchLoader, state: TrainingStat
             return False
         val_loss, dice = validate_epoch(c, loader, state, settings)
         record = finish_epoch(c, state, val_loss, dice, clock() - started)
-        if settings.time_budget_s is not None:
-            fitted = fit_epochs_to_budget(settings.time_budget_s, sum(state.log.epoch_times()),
-                                          state.log.epoch_times(), settings.max_epochs)
-            state.total_epochs = c.schedule.epochs = int(broadcast_value(fitted))
+        if settings.time_budget_s is not None:  # every rank takes rank 0's measurement
+            state.total_epochs = int(broadcast_value(settings.fitted_total(state)))
         observer.epoch_end(state, record)
         if any_rank(stop.requested, c.runtime.device) and state.epoch < state.total_epochs:
             observer.stopped(state)

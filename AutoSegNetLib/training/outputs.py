@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from AutoSegNetLib.layout import PROGRESS_FILE, PROGRESS_PLOT_FILE, TRAINING_LOG_FILE, checkpoint_file_name
 from AutoSegNetLib.progress import ProgressReporter
 from AutoSegNetLib.training.checkpoint import capture_rng_state, restore_rng_state, save_checkpoint
 from AutoSegNetLib.training.config import TrainingConfig
-from AutoSegNetLib.training.loop import RunObserver, TrainingState
+from AutoSegNetLib.training.loop import LoopSettings, RunObserver, TrainingState
 from AutoSegNetLib.training.progress_log import (
     EpochRecord,
     TextLog,
@@ -53,8 +54,9 @@ def checkpoint_contents(c: TrainingComponents, state: TrainingState, config: Tra
     }
 
 
-def restore_state(c: TrainingComponents, checkpoint: dict[str, Any]) -> TrainingState:
-    """Load weights, optimiser, scaler and RNG states into ``c``; return the saved progress."""
+def restore_state(c: TrainingComponents, checkpoint: dict[str, Any], settings: LoopSettings) -> TrainingState:
+    """Load weights, optimiser, scaler and RNG states into ``c``; return the saved progress, with the total epochs
+    ``settings`` give a resumed run (:meth:`~AutoSegNetLib.training.loop.LoopSettings.resumed_total`)."""
     c.model.load_state_dict(checkpoint["network_weights"])
     c.optimizer.load_state_dict(checkpoint["optimizer_state"])
     if c.scaler is not None and checkpoint.get("grad_scaler_state"):
@@ -63,7 +65,7 @@ def restore_state(c: TrainingComponents, checkpoint: dict[str, Any]) -> Training
     progress = saved_log.get("in_progress") or {}
     restore_rng_state(checkpoint["rng_state"])
     return TrainingState(
-        total_epochs=int(saved_log.get("total_epochs", c.schedule.epochs)), epoch=int(checkpoint["epoch"]),
+        total_epochs=settings.resumed_total(saved_log.get("total_epochs")), epoch=int(checkpoint["epoch"]),
         iteration=int(progress.get("iteration", 0)), partial_losses=list(progress.get("train_losses", [])),
         partial_elapsed_s=float(progress.get("elapsed_s", 0.0)), best_ema=checkpoint.get("best_ema"),
         log=TrainingLog.from_dict(saved_log),
@@ -82,7 +84,7 @@ class FoldOutputs(RunObserver):
         self.configuration = configuration
         self.mirror_axes = list(mirror_axes)
         self.is_main = is_main
-        self.text = TextLog(self.folder / "training_log.txt" if is_main else None)
+        self.text = TextLog(self.folder / TRAINING_LOG_FILE if is_main else None)
         self._last_plot = time.monotonic()
 
     # ----- loop events -----------------------------------------------------------------------------------
@@ -103,7 +105,7 @@ class FoldOutputs(RunObserver):
             f"{record.val_loss:.4f}, pseudo dice {_fmt(record.pseudo_dice)}, EMA {record.ema_pseudo_dice:.4f}, "
             f"lr {record.lr:.3g}, {record.epoch_s:.1f} s"
         )
-        write_progress_json(state.log, self.folder / "progress.json")
+        write_progress_json(state.log, self.folder / PROGRESS_FILE)
         if time.monotonic() - self._last_plot >= PLOT_INTERVAL_S:
             self.plot(state)
         self.reporter.emit("epoch", **json_safe({
@@ -125,7 +127,7 @@ class FoldOutputs(RunObserver):
 
     # ----- files -------------------------------------------------------------------------------------------
     def save(self, kind: str, state: TrainingState) -> Path:
-        path = self.folder / f"checkpoint_{kind}.pth"
+        path = self.folder / checkpoint_file_name(kind)
         if not self.is_main:
             return path
         save_checkpoint(path, **checkpoint_contents(self.c, state, self.config, self.configuration, self.mirror_axes))
@@ -138,7 +140,7 @@ class FoldOutputs(RunObserver):
         if not self.is_main or not state.log.epochs:
             return
         try:
-            plot_progress(state.log, self.folder / "progress.png")
+            plot_progress(state.log, self.folder / PROGRESS_PLOT_FILE)
         except Exception as exc:
             log.warning("Could not draw progress.png: %s", exc)
         self._last_plot = time.monotonic()

@@ -11,6 +11,7 @@ from torch import nn
 
 from AutoSegNetLib.dataset.dataset_json import DatasetJson
 from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.layout import DATASET_JSON_FILE
 from AutoSegNetLib.training.checkpoint import load_checkpoint
 from AutoSegNetLib.training.fold_setup import LabelSetup
 
@@ -59,7 +60,7 @@ def _input_channels_hint(source: Any, target: Any) -> str:
 
 def _labels_differ(checkpoint_path: Path, labels: LabelSetup) -> bool:
     """Whether the source model's dataset.json (two folders up) names other foreground classes."""
-    source_json = checkpoint_path.parent.parent / "dataset.json"
+    source_json = checkpoint_path.parent.parent / DATASET_JSON_FILE
     if not source_json.is_file():
         return False
     try:

@@ -4,29 +4,33 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 import torch
 
 
-@dataclass
+@dataclass(frozen=True)
 class PolyLR:
-    """nnU-Net's poly schedule, ``lr * (1 - epoch / epochs) ** exponent``, constant within an epoch.
+    """nnU-Net's poly schedule, ``lr * (1 - epoch / total_epochs) ** exponent``, constant within an epoch.
 
     With ``warmup_epochs`` the learning rate first rises linearly per iteration from ``lr / N`` to ``lr`` over
     ``N = warmup_epochs * iterations`` steps, then decays polynomially over the remaining epochs.
+
+    The schedule holds no epoch count: it is asked with the run's current total (``TrainingState.total_epochs``,
+    the one holder, which a time budget may change during the run).
     """
 
     lr: float
-    epochs: int
+    _: KW_ONLY
     exponent: float = 0.9
     warmup_epochs: int = 0
 
-    def at(self, epoch: int, iteration: int = 0, iterations_per_epoch: int = 1) -> float:
+    def lr_at(self, epoch: int, total_epochs: int, iteration: int = 0, iterations_per_epoch: int = 1) -> float:
+        """The learning rate of step ``iteration`` of ``epoch`` (0-based) in a run of ``total_epochs``."""
         if epoch < self.warmup_epochs:
             step = epoch * iterations_per_epoch + iteration + 1
             return self.lr * step / (self.warmup_epochs * iterations_per_epoch)
-        decay_epochs = max(1, self.epochs - self.warmup_epochs)
+        decay_epochs = max(1, total_epochs - self.warmup_epochs)
         progress = min(1.0, (epoch - self.warmup_epochs) / decay_epochs)
         return self.lr * (1 - progress) ** self.exponent
 

@@ -5,8 +5,10 @@ With the raw dataset at hand (the normal case) this is nnU-Net's validation: the
 each raw validation case with ``checkpoint_final`` into ``fold_<k>/validation/<case><ending>`` with its
 probabilities (what ``find-best``, ``ensemble`` and ``postprocess`` read), and the evaluation stage compares
 them with the raw labels. Without raw images (only preprocessed data), the cases are predicted in the
-preprocessed space by the same sliding window and compared with the preprocessed labels (voxels outside the
-crop count as background); the summary then says so in ``"space"``.
+preprocessed space by the same sliding window (the settings prediction takes from the model folder,
+:func:`validation_window`, averaging logits as nnU-Net's validation does) and compared with the preprocessed labels
+(voxels outside the crop count as background); the summary then says so in ``"space"``. Both tile with the patch the
+model folder's plans.json records: the one the network was trained with, also after ``train --patch-size``.
 
 Cascade. A low-resolution fold with a cascade stage after it (``setup.next_stage``) also stores each validation
 case's prediction on that stage's grid (:mod:`AutoSegNetLib.training.cascade`): these cross-validation predictions
@@ -33,7 +35,8 @@ from AutoSegNetLib.evaluation.evaluate import CasePair, LabelSet, evaluate_pairs
 from AutoSegNetLib.evaluation.metrics import case_metrics
 from AutoSegNetLib.imageio import io_for
 from AutoSegNetLib.inference.labels import probabilities_to_segmentation
-from AutoSegNetLib.inference.sliding_window import sliding_window_predict
+from AutoSegNetLib.inference.model_folder import ModelFolder
+from AutoSegNetLib.inference.sliding_window import SlidingWindowInferer, SlidingWindowSettings
 from AutoSegNetLib.progress import ProgressReporter
 from AutoSegNetLib.training.cascade import (
     previous_stage_channels,
@@ -99,7 +102,8 @@ def validate_fold(setup: FoldSetup, workspace: Workspace, model: nn.Module, runt
         pairs = [CasePair(c.name, c.label, folder / f"{c.name}{ending}") for c in raw_cases]
         summary = {"space": "original", **evaluate_pairs(pairs, labels, distances=False)}
     else:
-        mine = [_preprocessed_case_metrics(setup, name, model, runtime, mirror_axes, labels)
+        inferer = SlidingWindowInferer(validation_window(setup, runtime, mirror_axes))
+        mine = [_preprocessed_case_metrics(setup, name, model, inferer, labels)
                 for name in setup.val_cases[rank::world_size]]
         if setup.next_stage is not None:
             skipped = [m["case"] for m in mine if not m.pop("next_stage_written")]
@@ -147,9 +151,18 @@ def _write_next_stage_inputs(setup: FoldSetup, cases: list[Case], folder: Path) 
              setup.next_stage.predictions)
 
 
+def validation_window(setup: FoldSetup, runtime: Runtime, mirror_axes: list[int]) -> SlidingWindowSettings:
+    """How validation in the preprocessed space predicts: the model folder's settings, as prediction takes them
+    (:meth:`~AutoSegNetLib.inference.sliding_window.SlidingWindowSettings.for_model`: the patch the network was
+    trained with, also after ``train --patch-size``), on the training device, averaging logits as nnU-Net's
+    validation does."""
+    model = ModelFolder.open(setup.model_folder, configuration=setup.configuration)
+    return SlidingWindowSettings.for_model(model, mirror_axes, device=runtime.device, average="logits")
+
+
 @torch.no_grad()
-def _preprocessed_case_metrics(setup: FoldSetup, name: str, model: nn.Module, runtime: Runtime,
-                               mirror_axes: list[int], labels: LabelSet) -> dict[str, Any]:
+def _preprocessed_case_metrics(setup: FoldSetup, name: str, model: nn.Module, inferer: SlidingWindowInferer,
+                               labels: LabelSet) -> dict[str, Any]:
     """Metrics of one case predicted in the preprocessed space (data ``(C, Z, Y, X)``, for a cascade stage with
     the one-hot lowres cross-validation prediction appended); stores it for the next stage when there is one."""
     data, seg, properties = setup.case_source().load_case(name)
@@ -158,10 +171,8 @@ def _preprocessed_case_metrics(setup: FoldSetup, name: str, model: nn.Module, ru
         seg = np.asarray(seg)
         data = np.concatenate([data, previous_stage_channels(seg[1], setup.previous_stage.label_values)])
         seg = seg[:1]
-    logits = sliding_window_predict(model, torch.from_numpy(data),
-                                    setup.plan.patch_size, step=0.5, mirror_axes=mirror_axes, device=runtime.device)
+    probabilities = inferer(model, torch.from_numpy(data))  # softmax / sigmoid of the averaged logits
     regions = setup.labels.regions is not None
-    probabilities = torch.sigmoid(logits) if regions else logits
     order = setup.dataset_json.regions_class_order if regions else None
     prediction = probabilities_to_segmentation(probabilities.cpu().numpy(), order)  # on the GPU under CUDA
     reference = np.where(np.asarray(seg[0]) < 0, 0, np.asarray(seg[0]))

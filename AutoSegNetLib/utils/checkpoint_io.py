@@ -24,12 +24,11 @@ import numpy as np
 import torch
 
 from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.layout import CHECKPOINT_FILE_GLOB, CHECKPOINT_FORMAT, CHECKPOINT_VERSION
 from AutoSegNetLib.utils.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = "autosegnet-checkpoint"
-CHECKPOINT_VERSION = 1
 _PLAIN_SCALARS = (type(None), bool, int, float, str, bytes, torch.dtype, torch.device, torch.Size)
 _NUMERIC_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16",
                    "float32", "float64")  # fmt: skip
@@ -134,7 +133,7 @@ def _damaged(path: Path, error: BaseException) -> AutoSegNetError:
         text = text.split("WeightsUnpickler error:", 1)[1].strip()
     reason = re.split(r"\.\s|\n", text.strip(), maxsplit=1)[0][:160] if text.strip() else "empty file"
     message = f"{path} is truncated or not a checkpoint ({type(error).__name__}: {reason})."
-    others = sorted(p.name for p in path.parent.glob("checkpoint_*.pth") if p.name != path.name and p.is_file())
+    others = sorted(p.name for p in path.parent.glob(CHECKPOINT_FILE_GLOB) if p.name != path.name and p.is_file())
     if others:
         message += (
             f" The same folder has {', '.join(others)}: move {path.name} aside to resume from them with "

@@ -154,7 +154,7 @@ def build_random_model(results: Path) -> Path:
 
     sys.path.insert(0, str(REPO))
     from AutoSegNetLib.dataset.dataset_json import DatasetJson
-    from AutoSegNetLib.inference.model_folder import CHECKPOINT_FORMAT
+    from AutoSegNetLib.layout import CHECKPOINT_FORMAT
     from AutoSegNetLib.network import NetworkSpec, build_network
     from AutoSegNetLib.planning.plans import ConfigurationPlan, Plans
 

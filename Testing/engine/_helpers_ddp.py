@@ -52,7 +52,7 @@ def components(distributed: DistributedSettings | None) -> TrainingComponents:
     wrapped = wrap_network(network, runtime, distributed)
     optimizer = torch.optim.SGD(network.parameters(), lr=1e-2, momentum=0.99, nesterov=True, weight_decay=3e-5)
     loss = build_loss(2, batch_dice=True, regions=False, ignore_label=None, distributed=distributed is not None)
-    return TrainingComponents(wrapped, network, optimizer, loss, PolyLR(1e-2, 10), None, runtime, LABELS, 12.0)
+    return TrainingComponents(wrapped, network, optimizer, loss, PolyLR(1e-2), None, runtime, LABELS, 12.0)
 
 
 def ddp_worker(rank: int, world_size: int, init_method: str, out: str) -> None:

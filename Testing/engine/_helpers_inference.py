@@ -11,7 +11,7 @@ import torch
 
 from AutoSegNetLib.dataset.dataset_json import DatasetJson
 from AutoSegNetLib.imageio import Geometry
-from AutoSegNetLib.inference.model_folder import CHECKPOINT_FORMAT, model_folder_name
+from AutoSegNetLib.layout import CHECKPOINT_FORMAT, model_folder_name
 from AutoSegNetLib.network import NetworkSpec, build_network
 from AutoSegNetLib.planning.plans import ConfigurationPlan, Plans
 

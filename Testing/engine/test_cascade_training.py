@@ -24,12 +24,13 @@ from AutoSegNetLib.imageio import Geometry, io_for
 from AutoSegNetLib.inference import Predictor
 from AutoSegNetLib.inference.compute import ComputeSettings
 from AutoSegNetLib.inference.labels import one_hot
+from AutoSegNetLib.layout import PREDICTED_NEXT_STAGE
 from AutoSegNetLib.planning import plan_experiment
 from AutoSegNetLib.planning.planners import ExperimentPlanner, MemoryReference
 from AutoSegNetLib.preprocessing.case import preprocess_case
 from AutoSegNetLib.progress import ProgressReporter
 from AutoSegNetLib.training import TrainingConfig, train
-from AutoSegNetLib.training.cascade import PREDICTED_NEXT_STAGE, stage_prediction_record
+from AutoSegNetLib.training.cascade import stage_prediction_record
 from AutoSegNetLib.training.checkpoint import load_checkpoint
 from AutoSegNetLib.training.components import make_batch_sources
 from AutoSegNetLib.training.fold_setup import prepare_fold

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from AutoSegNetLib.cli import COMMANDS, _is_built, build_parser
+from AutoSegNetLib.cli import COMMANDS, build_parser
 from AutoSegNetLib.cli.arguments import notes_of
 
 TABLE = Path(__file__).resolve().parents[2] / "docs" / "nnunet_commands.md"
@@ -115,8 +115,7 @@ def check(row: Row, parsed: argparse.Namespace | None, stderr: str) -> None:
 
 @pytest.mark.parametrize("row", ROWS, ids=[r.autosegnet[len("autosegnet "):] for r in ROWS])
 def test_the_documented_command_line_parses_to_the_documented_meaning(row, capsys):
-    registered = {c.name: c for c in COMMANDS}
-    if row.command not in registered or not _is_built(registered[row.command]):
+    if row.command not in {c.name for c in COMMANDS}:
         pytest.skip(f"`autosegnet {row.command}` is not registered in this build yet")
     parsed, stderr = parse(row, capsys)
     if row.pending:

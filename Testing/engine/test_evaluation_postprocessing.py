@@ -11,11 +11,13 @@ from _helpers_inference import DATASET, geometry, tiny_configuration, tiny_datas
 
 from AutoSegNetLib.cli import main
 from AutoSegNetLib.errors import AutoSegNetError
-from AutoSegNetLib.evaluation import LabelSet, apply_postprocessing, determine_postprocessing, keep_largest_component
+from AutoSegNetLib.evaluation import LabelSet
 from AutoSegNetLib.evaluation.evaluate import CasePair
 from AutoSegNetLib.evaluation.find_best import find_best_configuration
 from AutoSegNetLib.imageio import io_for
 from AutoSegNetLib.inference.outputs import LabelInfo, write_probabilities, write_segmentation
+from AutoSegNetLib.postprocessing import apply_postprocessing, keep_largest_component
+from AutoSegNetLib.postprocessing.determine import determine_postprocessing
 from AutoSegNetLib.workspace import Workspace
 
 SHAPE = (8, 9, 10)

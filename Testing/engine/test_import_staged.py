@@ -15,15 +15,14 @@ from AutoSegNetLib.dataset import RawDataset
 from AutoSegNetLib.dataset.import_staged import ImportReport, import_staged
 from AutoSegNetLib.dataset.staged import (
     ExportManifest,
-    LabelLayer,
     StagedCaseWriter,
     case_folder,
-    compose_label,
     content_hash,
     read_imported,
     read_staged_case,
     write_staged_case,
 )
+from AutoSegNetLib.dataset.staged_label import LabelLayer, compose_label
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.imageio import Geometry
 from AutoSegNetLib.progress import ProgressReporter

@@ -18,10 +18,10 @@ from _helpers_inference import (
 )
 
 from AutoSegNetLib.errors import AutoSegNetError
-from AutoSegNetLib.evaluation.postprocessing import keep_largest_component
 from AutoSegNetLib.imageio.geometry import Geometry
 from AutoSegNetLib.imageio.orientation import Reorientation
 from AutoSegNetLib.inference import PYTORCH_DEFAULT_COMPUTE, REFERENCE_COMPUTE, ComputeSettings, Predictor, one_hot
+from AutoSegNetLib.postprocessing import keep_largest_component
 from AutoSegNetLib.utils.atomic import write_json
 
 torch.set_num_threads(2)

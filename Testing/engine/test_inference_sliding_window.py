@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import math
@@ -16,9 +17,12 @@ from torch import nn
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.inference.sliding_window import (
     OutOfMemoryError,
+    SlidingWindowInferer,
+    SlidingWindowSettings,
     WindowAttempt,
     fallback_plan,
     sliding_window_predict,
+    tile_weights,
 )
 from AutoSegNetLib.inference.tiles import compute_steps, gaussian_importance_map, mirror_combinations, padding_for
 from AutoSegNetLib.inference.uncertainty import disagreement, normalised_entropy
@@ -151,7 +155,7 @@ def test_gaussian_map_equals_smoothing_an_impulse_with_scipy(patch: tuple[int, .
 def test_an_image_no_larger_than_the_patch_equals_one_forward_pass_of_the_padded_image(ndim, spatial, patch) -> None:
     net = a_conv_net(ndim)
     image = torch.randn(2, *spatial)
-    result = sliding_window_predict(net, image, patch, mirror_axes=None, device="cpu")
+    result = sliding_window_predict(net, image, patch_size=patch, mirror_axes=None, device="cpu")
     window = (1, *patch) if ndim == 2 else patch
     pads = padding_for(spatial, window)
     padded = torch.nn.functional.pad(image, [a for p in reversed(pads) for a in p])
@@ -171,20 +175,41 @@ def test_an_image_no_larger_than_the_patch_equals_one_forward_pass_of_the_padded
 ])  # fmt: skip
 def test_blended_tiles_of_an_identity_network_give_the_image_back(spatial, patch, step, tile_batch, channels) -> None:
     image = torch.randn(channels, *spatial)
-    result = sliding_window_predict(Identity(), image, patch, step, mirror_axes=None, tile_batch=tile_batch,
-                                    device="cpu")  # fmt: skip
+    result = sliding_window_predict(Identity(), image, patch_size=patch, step=step, mirror_axes=None,
+                                    tile_batch=tile_batch, device="cpu")  # fmt: skip
     assert result.shape == image.shape and result.dtype == torch.float32
     torch.testing.assert_close(result, image, rtol=1e-5, atol=1e-5)
 
 
 def test_mirroring_averages_the_flipped_passes() -> None:
     image = torch.zeros(1, 6, 4, 4)
-    result = sliding_window_predict(RampAdder(), image, (6, 4, 4), mirror_axes=[0], device="cpu")
+    result = sliding_window_predict(RampAdder(), image, patch_size=(6, 4, 4), mirror_axes=[0], device="cpu")
     # ramp 0..5 and its mirror 5..0 average to 2.5 everywhere
     torch.testing.assert_close(result, torch.full_like(image, 2.5))
-    without = sliding_window_predict(RampAdder(), image, (6, 4, 4), mirror_axes=None, device="cpu")
+    without = sliding_window_predict(RampAdder(), image, patch_size=(6, 4, 4), mirror_axes=None, device="cpu")
     torch.testing.assert_close(without[0, :, 0, 0], torch.arange(6, dtype=torch.float32))
 
+
+
+def test_uniform_blending_of_an_identity_network_also_gives_the_image_back() -> None:
+    image = torch.randn(1, 13, 11, 12)
+    settings = SlidingWindowSettings((8, 8, 8), gaussian=False, device="cpu")
+    torch.testing.assert_close(SlidingWindowInferer(settings)(Identity(), image), image, rtol=1e-5, atol=1e-5)
+    assert torch.equal(tile_weights((2, 3), gaussian=False), torch.ones(2, 3))
+
+
+def test_settings_are_frozen_and_resolve_the_automatic_choices_for_their_device() -> None:
+    settings = SlidingWindowSettings([8, 8], mirror_axes=[1, 0], device="cpu")
+    assert settings.patch_size == (8, 8) and settings.mirror_axes == (1, 0) and settings.window == (1, 8, 8)
+    assert settings.compute.batch_mirrors is False and settings.compute.member_threads >= 1
+    assert settings.tta_axes == (1, 0) and dataclasses.replace(settings, tta=False).tta_axes == ()
+    assert SlidingWindowSettings((8, 8, 8)).compute.batch_mirrors is None  # no device yet: resolved when it runs
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.step = 0.25  # type: ignore[misc]
+    with pytest.raises(AutoSegNetError, match="tile step must be in"):
+        SlidingWindowSettings((8, 8, 8), step=0)
+    with pytest.raises(ValueError, match="patch_size must have 2"):
+        SlidingWindowSettings((8,))
 
 @pytest.mark.parametrize("ndim", [2, 3])
 def test_batched_or_threaded_mirrors_give_the_same_result_as_one_pass_per_mirror(ndim: int) -> None:
@@ -192,11 +217,10 @@ def test_batched_or_threaded_mirrors_give_the_same_result_as_one_pass_per_mirror
     image = torch.randn(2, 3 if ndim == 2 else 10, 12, 11)
     patch = (8, 8) if ndim == 2 else (8, 8, 8)
     axes = list(range(ndim))
-    batched = sliding_window_predict(net, image, patch, mirror_axes=axes, tile_batch=2, nonlin="softmax")
-    looped = sliding_window_predict(net, image, patch, mirror_axes=axes, tile_batch=1, nonlin="softmax",
-                                    batch_mirrors=False)  # fmt: skip
-    threaded = sliding_window_predict(net, image, patch, mirror_axes=axes, tile_batch=2, nonlin="softmax",
-                                      member_threads=2)  # fmt: skip
+    settings = SlidingWindowSettings(patch, mirror_axes=axes, nonlin="softmax")
+    batched = sliding_window_predict(net, image, settings, tile_batch=2, batch_mirrors=True, member_threads=1)
+    looped = sliding_window_predict(net, image, settings, tile_batch=1, batch_mirrors=False, member_threads=1)
+    threaded = sliding_window_predict(net, image, settings, tile_batch=2, batch_mirrors=True, member_threads=2)
     for other in (batched, threaded):
         torch.testing.assert_close(other, looped, rtol=1e-5, atol=1e-6)
         assert torch.equal(other.argmax(0), looped.argmax(0))
@@ -206,8 +230,9 @@ def test_batched_or_threaded_mirrors_give_the_same_result_as_one_pass_per_mirror
 def test_softmax_probabilities_sum_to_one_and_several_networks_average() -> None:
     nets = [a_conv_net(3, seed=s) for s in range(2)]
     image = torch.randn(2, 9, 10, 9)
-    both = sliding_window_predict(nets, image, (8, 8, 8), mirror_axes=[0, 1, 2], nonlin="softmax", member_threads=3)
-    singles = [sliding_window_predict(n, image, (8, 8, 8), mirror_axes=[0, 1, 2], nonlin="softmax") for n in nets]
+    settings = SlidingWindowSettings((8, 8, 8), mirror_axes=[0, 1, 2], nonlin="softmax")
+    both = sliding_window_predict(nets, image, settings, member_threads=3)
+    singles = [SlidingWindowInferer(settings)(n, image) for n in nets]
     torch.testing.assert_close(both.sum(0), torch.ones(image.shape[1:]), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(both, (singles[0] + singles[1]) / 2, rtol=1e-5, atol=1e-6)
 
@@ -216,11 +241,12 @@ def test_softmax_probabilities_sum_to_one_and_several_networks_average() -> None
 def test_logit_averaging_applies_the_nonlinearity_once_to_the_blended_logits(nonlin: str) -> None:
     nets = [a_conv_net(3, seed=s) for s in range(2)]
     image = torch.randn(2, 12, 11, 10)  # several overlapping tiles
-    logits = sliding_window_predict(nets, image, (8, 8, 8), mirror_axes=[0, 2])
-    averaged = sliding_window_predict(nets, image, (8, 8, 8), mirror_axes=[0, 2], nonlin=nonlin, average="logits")
+    logits = sliding_window_predict(nets, image, patch_size=(8, 8, 8), mirror_axes=[0, 2])
+    averaged = sliding_window_predict(nets, image, patch_size=(8, 8, 8), mirror_axes=[0, 2], nonlin=nonlin,
+                                      average="logits")  # fmt: skip
     expected = torch.softmax(logits, 0) if nonlin == "softmax" else torch.sigmoid(logits)
     torch.testing.assert_close(averaged, expected, rtol=1e-5, atol=1e-6)
-    probability_average = sliding_window_predict(nets, image, (8, 8, 8), mirror_axes=[0, 2], nonlin=nonlin)
+    probability_average = sliding_window_predict(nets, image, patch_size=(8, 8, 8), mirror_axes=[0, 2], nonlin=nonlin)
     assert not torch.allclose(averaged, probability_average, atol=1e-4)  # the two averages really differ
 
 
@@ -230,19 +256,21 @@ def test_logit_averaging_of_one_tile_is_the_softmax_of_the_mean_of_the_flipped_p
     with torch.no_grad():
         passes = [net(image[None]), net(image[None].flip(2)).flip(2)]
     expected = torch.softmax((passes[0] + passes[1])[0] / 2, 0)
-    averaged = sliding_window_predict(net, image, (8, 8, 8), mirror_axes=[0], nonlin="softmax", average="logits")
+    averaged = sliding_window_predict(net, image, patch_size=(8, 8, 8), mirror_axes=[0], nonlin="softmax",
+                                      average="logits")  # fmt: skip
     torch.testing.assert_close(averaged, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_logit_averaging_keeps_the_members_entropy_of_their_probabilities() -> None:
     nets = [a_conv_net(3, seed=s) for s in range(2)]
     image = torch.randn(2, 10, 9, 8)
-    runs = [sliding_window_predict(nets, image, (8, 8, 8), mirror_axes=[1], nonlin="softmax", average=average,
-                                   with_member_entropy=True) for average in ("probabilities", "logits")]  # fmt: skip
+    runs = [sliding_window_predict(nets, image, patch_size=(8, 8, 8), mirror_axes=[1], nonlin="softmax",
+                                   average=average, with_member_entropy=True)
+            for average in ("probabilities", "logits")]  # fmt: skip
     torch.testing.assert_close(runs[0][1], runs[1][1])
     torch.testing.assert_close(runs[1][0].sum(0), torch.ones(image.shape[1:]), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="average must be one of"):
-        sliding_window_predict(nets, image, (8, 8, 8), nonlin="softmax", average="votes")
+        sliding_window_predict(nets, image, patch_size=(8, 8, 8), nonlin="softmax", average="votes")
 
 
 def test_fallback_plan_moves_results_to_the_cpu_then_shrinks_the_batch() -> None:
@@ -258,7 +286,8 @@ def test_out_of_memory_retries_with_fewer_tiles_and_says_so(caplog) -> None:
     image = torch.randn(1, 12, 12, 12)
     net = FailsOnBigBatches(Identity(), limit=2)
     with caplog.at_level(logging.WARNING):
-        result = sliding_window_predict(net, image, (8, 8, 8), mirror_axes=[0], tile_batch=4, device="cpu")
+        result = sliding_window_predict(net, image, patch_size=(8, 8, 8), mirror_axes=[0], tile_batch=4, device="cpu",
+                                        batch_mirrors=True, member_threads=1)  # fmt: skip
     torch.testing.assert_close(result, image, rtol=1e-5, atol=1e-5)
     assert "Out of memory" in caplog.text and "1 tile(s) at once" in caplog.text
     assert max(net.calls[-3:]) <= 2
@@ -266,13 +295,13 @@ def test_out_of_memory_retries_with_fewer_tiles_and_says_so(caplog) -> None:
 
 def test_out_of_memory_with_a_single_tile_is_a_clear_error() -> None:
     with pytest.raises(AutoSegNetError, match="--device cpu"):
-        sliding_window_predict(FailsOnBigBatches(Identity(), limit=0), torch.randn(1, 8, 8, 8), (8, 8, 8))
+        sliding_window_predict(FailsOnBigBatches(Identity(), limit=0), torch.randn(1, 8, 8, 8), patch_size=(8, 8, 8))
 
 
 def test_member_entropy_is_zero_disagreement_for_identical_members() -> None:
     net = a_conv_net(3)
     image = torch.randn(2, 8, 7, 8)  # one tile: overlapping tiles that disagree would count as disagreement
-    probabilities, member_entropy = sliding_window_predict([net, net], image, (8, 8, 8), mirror_axes=None,
+    probabilities, member_entropy = sliding_window_predict([net, net], image, patch_size=(8, 8, 8), mirror_axes=None,
                                                            nonlin="softmax", with_member_entropy=True)  # fmt: skip
     entropy = normalised_entropy(probabilities, regions=False)
     torch.testing.assert_close(member_entropy, entropy, rtol=1e-4, atol=1e-5)

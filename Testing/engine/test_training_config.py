@@ -10,6 +10,7 @@ from AutoSegNetLib.cli import build_parser
 from AutoSegNetLib.cli.train import build_config
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.training import FINETUNE_OVERRIDES, TrainingConfig
+from AutoSegNetLib.training.loop import LoopSettings
 from AutoSegNetLib.training.schedule import PolyLR, fit_epochs_to_budget
 
 
@@ -72,15 +73,29 @@ def test_config_file_is_read_strictly(tmp_path):
 
 
 def test_poly_schedule_matches_nnunet_and_warm_up_rises_linearly():
-    schedule = PolyLR(1e-2, 1000)
-    assert schedule.at(0) == 1e-2
-    assert schedule.at(500) == pytest.approx(1e-2 * 0.5**0.9)
-    assert schedule.at(999) == pytest.approx(1e-2 * (1 / 1000) ** 0.9)
-    warm = PolyLR(1e-2, 10, warmup_epochs=2)
-    steps = [warm.at(e, i, 4) for e in range(2) for i in range(4)]
+    schedule = PolyLR(1e-2)
+    assert schedule.lr_at(0, 1000) == 1e-2
+    assert schedule.lr_at(500, 1000) == pytest.approx(1e-2 * 0.5**0.9)
+    assert schedule.lr_at(999, 1000) == pytest.approx(1e-2 * (1 / 1000) ** 0.9)
+    warm = PolyLR(1e-2, warmup_epochs=2)
+    steps = [warm.lr_at(e, 10, i, 4) for e in range(2) for i in range(4)]
     assert steps == pytest.approx([1e-2 * k / 8 for k in range(1, 9)])
-    assert warm.at(2) == 1e-2 and warm.at(6) == pytest.approx(1e-2 * 0.5**0.9)
+    assert warm.lr_at(2, 10) == 1e-2 and warm.lr_at(6, 10) == pytest.approx(1e-2 * 0.5**0.9)
 
+
+def test_the_schedule_decays_over_the_total_it_is_asked_with():
+    schedule = PolyLR(1e-2)
+    assert schedule.lr_at(5, 10) == pytest.approx(1e-2 * 0.5**0.9)
+    assert schedule.lr_at(5, 20) == pytest.approx(1e-2 * 0.75**0.9)  # a time budget that allows more epochs
+    with pytest.raises(TypeError):
+        PolyLR(1e-2, 1000)  # the epochs are not the schedule's: the exponent and warm-up are named
+
+
+def test_a_resumed_run_trains_the_epochs_asked_for_now_or_under_a_budget_its_fitted_total():
+    assert LoopSettings.from_config(TrainingConfig(epochs=7)).resumed_total(4) == 7
+    budget = LoopSettings.from_config(TrainingConfig(epochs=7, time_budget_minutes=0.5))
+    assert (budget.epochs, budget.time_budget_s) == (7, 30.0)
+    assert budget.resumed_total(4) == 4 and budget.resumed_total(None) == 7
 
 def test_time_budget_fits_epochs_from_measured_epoch_times():
     assert fit_epochs_to_budget(100.0, 12.0, [12.0], 1000) == 1 + math.floor(88 / 12)

@@ -14,7 +14,8 @@ from PIL import Image
 
 from AutoSegNetLib.cli import main
 from AutoSegNetLib.dataset.convert_folders import convert_folders
-from AutoSegNetLib.dataset.verify import ERROR, PROBLEM_CODES, WARNING, Problem, verify_dataset
+from AutoSegNetLib.dataset.problems import ERROR, PROBLEM_CODES, WARNING, Problem
+from AutoSegNetLib.dataset.verify import verify_dataset
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.progress import ProgressReporter
 from AutoSegNetLib.workspace import Workspace

@@ -15,9 +15,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from AutoSegNetSceneLib.jobs import EngineJob
 from AutoSegNetSceneLib.synthetic import add_synthetic_case
 
+from AutoSegNetLib.jobs.engine_job import EngineJob
 from Testing.scene import slicer_layer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -13,10 +13,11 @@ import pytest
 from AutoSegNetSceneLib import commands
 from AutoSegNetSceneLib.export import export_training_set
 from AutoSegNetSceneLib.job_chain import JobChain, JobStep
-from AutoSegNetSceneLib.job_state import JobState, progress_fraction
-from AutoSegNetSceneLib.jobs import EngineJob, find_jobs, find_status_files
 from AutoSegNetSceneLib.settings import DatasetSettings
 from AutoSegNetSceneLib.synthetic import add_synthetic_case
+
+from AutoSegNetLib.jobs.engine_job import EngineJob, find_jobs, find_status_files
+from AutoSegNetLib.jobs.state import JobState, progress_fraction
 
 FAKE = str(Path(__file__).with_name("fake_engine.py"))
 

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import slicer
-from AutoSegNetSceneLib.jobs import EngineJob
 from AutoSegNetSceneLib.segment import PredictionFolders, write_prediction_input
 from AutoSegNetSceneLib.selftest import heavy_parts_missing
 from AutoSegNetSceneLib.settings import DatasetSettings
 from AutoSegNetSceneLib.synthetic import add_synthetic_case
 
+from AutoSegNetLib.jobs.engine_job import EngineJob
 from Testing.scene import slicer_layer
 from Testing.scene._helpers_slicer import add_segmentation, add_volume, make_model, segment_names
 
