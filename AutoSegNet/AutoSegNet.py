@@ -16,7 +16,7 @@ from AutoSegNetSceneLib.slicer_version import require_slicer  # noqa: I001 (must
 
 require_slicer(getattr(slicer, "app", None), minimum=(5, 10))
 
-from AutoSegNetSceneLib.options import CONFIGURATIONS, DEVICES, FOLDS  # noqa: E402
+from AutoSegNetSceneLib.options import CONFIGURATIONS, DEVICES, ENGINES, FOLDS  # noqa: E402
 from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode  # noqa: E402
 from slicer.i18n import tr as _  # noqa: E402
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper  # noqa: E402
@@ -71,6 +71,8 @@ class AutoSegNetParameterNode:
     saveUncertainty: bool = False
     resultSegmentation: vtkMRMLSegmentationNode | None
     modelZip: Path = Path()
+    engine: Annotated[str, Choice(list(ENGINES))] = "this computer"
+    serverUrl: str = "http://127.0.0.1:8765"  # the token is not a parameter: scenes are shared, tokens are not
 
 
 class AutoSegNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -152,6 +154,22 @@ class AutoSegNetLogic(ScriptedLoadableModuleLogic):
 
             self._workflow = Workflow(self.scene, self.requirementsPath())
         return self._workflow
+
+    def useEngine(self, p, token: str = ""):
+        """Point the workflow at this computer or at the server of the parameter node (``token``: its bearer
+        token); keeps the engine object while the choice is the same. Returns the engine."""
+        key = (p.engine, p.serverUrl.strip(), token) if p.engine == "server" else (p.engine,)
+        if key != self.workflow.engine_key:
+            from AutoSegNetSceneLib.engines import LocalEngine, RemoteEngine
+
+            if p.engine == "server":
+                from AutoSegNetLib.remote.connection import Connection
+
+                engine = RemoteEngine(Connection(p.serverUrl.strip(), token))
+            else:
+                engine = LocalEngine()
+            self.workflow.set_engine(engine, key)
+        return self.workflow.engine
 
     def getParameterNode(self):
         return AutoSegNetParameterNode(super().getParameterNode())

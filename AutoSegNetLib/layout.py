@@ -1,7 +1,9 @@
 """The one definition of a trained model folder's layout: folder and file names, fold folders, checkpoint files.
 
 Everything that reads or writes a model folder (training, prediction, export and install, evaluation, the CLI and
-the Slicer module) takes these names from here. Names follow nnU-Net v2, so its tools recognise our folders::
+the Slicer module) takes these names from here; so does whatever reads ``dataset.json``, ``plans.json`` or
+``fingerprint.json`` in a raw or preprocessed dataset folder, which uses the same names. Names follow nnU-Net v2,
+so its tools recognise our folders::
 
     results/<DatasetXXX_Name>/AutoSegNet__<plans_name>__<configuration>/     (nnU-Net: <Trainer>__<Plans>__<config>)
         plans.json  dataset.json  fingerprint.json  postprocessing.json
@@ -9,7 +11,7 @@ the Slicer module) takes these names from here. Names follow nnU-Net v2, so its 
         predicted_next_stage/<next configuration>/ a 3d_lowres stage's predictions for its cascade stage
         fold_0/ ... fold_4/  fold_all/
             checkpoint_final.pth  checkpoint_best.pth  checkpoint_latest.pth
-            progress.json  progress.png  training_log.txt  .training.lock
+            progress.json  progress.png  training_log.txt  status.json  .training.lock
             validation/<case><ending>  validation/summary.json
 
 Folds are spelled one way: ``"0"``, ``"1"``, ... or ``"all"`` (:func:`fold_key`), so ``0``, ``"0"`` and ``"00"``
@@ -38,7 +40,10 @@ if TYPE_CHECKING:
 MODEL_FOLDER_PREFIX = "AutoSegNet"
 #: Separates trainer, plans name and configuration in a model folder name; plans names must not contain it.
 MODEL_FOLDER_SEPARATOR = "__"
-PLANS_FILE = "plans.json"
+#: The plans file without ``.json``: the default of ``preprocess --plans-name`` (other plans files of a preprocessed
+#: dataset sit beside it as ``<name>.json``).
+PLANS_FILE_STEM = "plans"
+PLANS_FILE = f"{PLANS_FILE_STEM}.json"
 DATASET_JSON_FILE = "dataset.json"
 FINGERPRINT_FILE = "fingerprint.json"
 POSTPROCESSING_FILE = "postprocessing.json"
@@ -62,9 +67,17 @@ FOLD_LOCK_FILE = ".training.lock"
 PROGRESS_FILE = "progress.json"
 PROGRESS_PLOT_FILE = "progress.png"
 TRAINING_LOG_FILE = "training_log.txt"
+#: The latest progress event of the fold's training (read by whoever follows a training started elsewhere).
+STATUS_FILE = "status.json"
 #: The fold's cross-validation predictions, and their summary (relative to the fold folder, POSIX).
 VALIDATION_FOLDER = "validation"
-VALIDATION_SUMMARY = f"{VALIDATION_FOLDER}/summary.json"
+#: The evaluation summary of a folder of predictions (``validation/``, ``crossval_folds_*/``, ``evaluate``'s
+#: default output).
+SUMMARY_FILE = "summary.json"
+VALIDATION_SUMMARY = f"{VALIDATION_FOLDER}/{SUMMARY_FILE}"
+#: The uncertainty map a prediction writes beside a case's label map: ``<case>_uncertainty<ending>``; anything
+#: that lists a prediction folder's cases skips these files.
+UNCERTAINTY_SUFFIX = "_uncertainty"
 
 _FOLD_NUMBER = re.compile(r"[0-9]+")
 

@@ -12,6 +12,7 @@ import slicer
 from slicer.i18n import tr as _
 
 log = logging.getLogger(__name__)
+TOKEN_SETTING = "AutoSegNet/serverToken"  # in Slicer's settings, never in the scene (scenes are shared)
 
 
 class Panel:
@@ -22,6 +23,7 @@ class Panel:
         self.logic = logic
         self._parameterNode = parameterNode  # a function: the widget replaces the node on scene close
         self._models = []
+        self._modelsGeneration = None
         self._catalogue = []
         handlers = [
             (self.ui.installButton, self.onInstall), (self.ui.addCaseButton, self.onAddCase),
@@ -32,7 +34,7 @@ class Panel:
             (self.ui.stopSegmentButton, self.onStopSegment), (self.ui.addCorrectedButton, self.onAddCorrected),
             (self.ui.refreshModelsButton, self.refreshModels), (self.ui.installModelButton, self.onInstallModel),
             (self.ui.installCatalogueButton, self.onInstallCatalogueModel),
-            (self.ui.showChartButton, self.onShowChart),
+            (self.ui.showChartButton, self.onShowChart), (self.ui.testConnectionButton, self.onTestConnection),
         ]
         for button, handler in handlers:
             button.connect("clicked(bool)", lambda _checked=False, h=handler: self._guarded(h))
@@ -50,6 +52,7 @@ class Panel:
 
     def start(self) -> None:
         """Re-attach to jobs left running (e.g. before a restart), then follow jobs every 0.5 s."""
+        self.ui.serverTokenLineEdit.text = qt.QSettings().value(TOKEN_SETTING, "") or ""
         self._reattach()
         self.refreshModels()
         self.refreshCatalogue()
@@ -66,7 +69,27 @@ class Panel:
         with slicer.util.tryWithErrorDisplay(_("AutoSegNet: the action failed."), waitCursor=True):
             handler()
 
+    def _engine(self):
+        """The engine the Setup section chooses (this computer or the server), set on the workflow."""
+        token = self.ui.serverTokenLineEdit.text.strip()
+        if token != (qt.QSettings().value(TOKEN_SETTING, "") or ""):
+            qt.QSettings().setValue(TOKEN_SETTING, token)
+        return self.logic.useEngine(self.parameters, token)
+
     # ----- actions ----------------------------------------------------------------------------------------
+    def onTestConnection(self) -> None:
+        """Ask the server for its engine version and devices (an explicit click: waits at most 10 s)."""
+        engine = self._engine()
+        if not engine.remote:
+            self.ui.serverInfoLabel.text = _("Jobs run on this computer.")
+            return
+        info = engine.connection.json("GET", "/v1/info", timeout_s=10)
+        devices = ", ".join(d["name"] + (f" ({d['free_mb'] / 1024:.0f} of {d['total_mb'] / 1024:.0f} GiB free)"
+                                         if "free_mb" in d else "") for d in info["devices"])
+        self.ui.serverInfoLabel.text = _("Connected: AutoSegNet {version} as {client}; {devices}; {queued} job(s) "
+                                         "queued.").format(version=info["engine_version"], client=info["client"],
+                                                           devices=devices, queued=info["queue"]["queued"])
+
     def onInstall(self) -> None:
         self.workflow.install_dependencies(confirm=slicer.util.confirmOkCancelDisplay)
         self.ui.dependencyLabel.text = self.workflow.dependency_report()
@@ -107,12 +130,14 @@ class Panel:
         self.refreshCases()
 
     def onExport(self) -> None:
+        self._engine()
         self.workflow.start_export(self.logic.datasetSettings(self.parameters))
         self.ui.exportReportText.plainText = _("Exporting the training set, then checking it (verify)...")
         self._followInProcessWork()
 
     def onTrain(self, resume: bool = False) -> None:
         p = self.parameters
+        self._engine()
         self.workflow.start_training(self.logic.datasetSettings(p), self.logic.trainingSettings(p), resume=resume)
         self._followInProcessWork()
 
@@ -130,22 +155,26 @@ class Panel:
     def onRetrain(self) -> None:
         p = self.parameters
         training = self.logic.trainingSettings(p, epochs=p.retrainEpochs)
+        self._engine()
         self.workflow.start_retraining(self.logic.datasetSettings(p), training, self._selectedModel())
         self._followInProcessWork()
 
     def onSegment(self) -> None:
         p = self.parameters
         channels = self._channels(self.ui.segmentVolumeSelector, self.ui.segmentExtraChannelsSelector)
+        self._engine()
         self.workflow.start_segmentation(p.workspace, channels, self._selectedModel(), p.fastPreview,
                                          p.saveUncertainty, p.device)
 
     def onInstallModel(self) -> None:
+        self._engine()
         self.workflow.start_model_install(self.parameters.workspace, self.parameters.modelZip)
 
     def onInstallCatalogueModel(self) -> None:
         index = self.ui.catalogueComboBox.currentIndex
         if not 0 <= index < len(self._catalogue):
             raise ValueError(_("The catalogue has no model to install yet; install a model zip instead."))
+        self._engine()
         self.workflow.start_catalogue_install(self.parameters.workspace, self._catalogue[index].name)
 
     def refreshCatalogue(self) -> None:
@@ -173,6 +202,7 @@ class Panel:
 
     def _reattach(self) -> None:
         try:
+            self._engine()
             jobs = self.workflow.reattach(self.logic.datasetSettings(self.parameters))
         except Exception as exc:  # e.g. no workspace chosen yet: nothing to re-attach to
             log.info("No jobs to re-attach to: %s", exc)
@@ -198,7 +228,9 @@ class Panel:
 
     def refreshModels(self) -> None:
         if self.parameters is not None:
+            self._engine()
             self._models = self.workflow.models(self.parameters.workspace)
+            self._modelsGeneration = self.workflow.models_generation
             self.ui.modelComboBox.clear()
             for model in self._models:
                 self.ui.modelComboBox.addItem(model.display_name())
@@ -223,3 +255,5 @@ class Panel:
         if finished:
             self.refreshModels()
             self.refreshCases()
+        elif self._modelsGeneration != self.workflow.models_generation:  # a server's model list arrived
+            self.refreshModels()

@@ -94,3 +94,16 @@ def install_catalogue_model(workspace_root: Path, name: str, index: str | None =
     ``index``: another catalogue (URL or file) than the default one."""
     args = ["models", "install", name, *(["--index", str(index)] if index else [])]
     return [*args, *_common(workspace_root)]
+
+
+def save_version(dataset: DatasetSettings, configuration: str, based_on: Path | None = None) -> list[str]:
+    """Copy the finished working model into the next ``versions/<dataset>/<configuration>/v<NNN>``."""
+    args = ["version", "save", dataset.folder_name, configuration]
+    if based_on is not None:
+        args += ["--based-on", str(based_on)]
+    return [*args, *_common(dataset.workspace_root)]
+
+
+def prepare_finetuning(dataset: DatasetSettings, configuration: str, fold: str) -> list[str]:
+    """Empty the working fold folder before fine-tuning (saving an unsaved training there as a version first)."""
+    return ["version", "prepare", dataset.folder_name, configuration, "--fold", fold, *_common(dataset.workspace_root)]

@@ -10,16 +10,17 @@ down around a prediction. The job objects both return have one interface (``poll
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from AutoSegNetLib.jobs import process as proc
 from AutoSegNetLib.jobs.engine_job import EngineJob, find_jobs
 from AutoSegNetLib.jobs.thread_job import ThreadJob
+from AutoSegNetLib.models import versions
 from AutoSegNetLib.remote.connection import Connection
 from AutoSegNetLib.remote.dataset_sync import sync_dataset
 from AutoSegNetLib.remote.remote_job import REMOTE_FILE, RemoteJob
-from AutoSegNetSceneLib import models
 from AutoSegNetSceneLib.job_chain import JobStep
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ class LocalEngine:
 
     remote = False
     description = "this computer"
+    models_generation = 0
 
     def start(self, args: Sequence[str], jobs_root: Path, kind: str, label: str = "", python: str | None = None,
               status_file: Path | None = None, meta: dict | None = None):
@@ -39,14 +41,20 @@ class LocalEngine:
     def find_jobs(self, jobs_root: Path) -> list:
         return find_jobs(jobs_root, running_only=False)
 
-    def models(self, workspace_root: Path) -> list[models.ModelInfo]:
-        return models.find_models(Path(workspace_root))
+    def models(self, workspace_root: Path) -> list[versions.ModelInfo]:
+        return versions.find_models(Path(workspace_root))
 
     def upload_dataset_steps(self, dataset) -> list[JobStep]:
         return []
 
+    def fetch_steps(self, workspace_root: Path, files: Sequence[Path]) -> list[JobStep]:
+        return []
+
     def prediction_steps(self, workspace_root: Path, folders, predict_args: Sequence[str], meta: dict) -> list:
         return [JobStep("predict", predict_args)]
+
+    def install_steps(self, workspace_root: Path, zip_file: Path, install_command) -> list[JobStep]:
+        return [JobStep("install", install_command(workspace_root, zip_file))]
 
 
 class RemoteEngine:
@@ -57,6 +65,9 @@ class RemoteEngine:
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
         self.description = connection.url
+        self.models_generation = 0
+        self._models: list[versions.ModelInfo] = []
+        self._refreshing: threading.Thread | None = None
 
     def start(self, args: Sequence[str], jobs_root: Path, kind: str, label: str = "", python: str | None = None,
               status_file: Path | None = None, meta: dict | None = None) -> RemoteJob:
@@ -67,23 +78,48 @@ class RemoteEngine:
                                 label, meta)
 
     def find_jobs(self, jobs_root: Path) -> list:
-        found = []
+        """The newest server job of each kind recorded here, followed again (a thread asks the server)."""
+        found, kinds = [], set()
         for record in sorted(Path(jobs_root).glob(f"*/{REMOTE_FILE}"), reverse=True):
             try:
-                found.append(RemoteJob.reattach(self.connection, record.parent))
+                job = RemoteJob.reattach(self.connection, record.parent)
             except (OSError, ValueError) as exc:
                 log.warning("Cannot re-attach remote job %s: %s", record.parent, exc)
+                continue
+            if job.kind not in kinds:
+                kinds.add(job.kind)
+                found.append(job)
         return found
 
-    def models(self, workspace_root: Path) -> list[models.ModelInfo]:
-        """The server's models, their metadata mirrored under the local workspace (no checkpoints)."""
+    def models(self, workspace_root: Path) -> list[versions.ModelInfo]:
+        """The server's models as last listed; never waits: starts a new listing in the background, and
+        :attr:`models_generation` changes when it has arrived."""
+        if self._refreshing is None or not self._refreshing.is_alive():
+            self._refreshing = threading.Thread(target=self._refresh_quietly, args=(Path(workspace_root),),
+                                                daemon=True)
+            self._refreshing.start()
+        return list(self._models)
+
+    def _refresh_quietly(self, workspace_root: Path) -> None:
+        try:
+            models = self.refresh_models(workspace_root)
+        except Exception as exc:  # the server may be down: keep the last list
+            log.warning("Cannot list the server's models: %s", exc)
+            return
+        if [m.folder for m in models] != [m.folder for m in self._models] or \
+                [m.dice for m in models] != [m.dice for m in self._models]:
+            self._models = models
+            self.models_generation += 1
+
+    def refresh_models(self, workspace_root: Path) -> list[versions.ModelInfo]:
+        """The server's models, their metadata mirrored under the local workspace (no checkpoints); blocking."""
         found = []
         for entry in self.connection.json("GET", "/v1/models"):
             for item in entry["metadata"]:
                 target = Path(workspace_root) / item["path"]
                 if not target.is_file() or target.stat().st_size != item["bytes"]:
                     self.connection.download(item["path"], target)
-            model = models.read_model(Path(workspace_root) / entry["path"], folds=entry["folds"])
+            model = versions.read_model(Path(workspace_root) / entry["path"], folds=entry["folds"])
             if model is not None:
                 found.append(model)
         return found
@@ -93,6 +129,29 @@ class RemoteEngine:
             return sync_dataset(self.connection, dataset.raw_folder, report, cancelled)
 
         return [JobStep("upload", start=lambda: ThreadJob(upload, "upload", "upload"))]
+
+    def fetch_steps(self, workspace_root: Path, files: Sequence[Path]) -> list[JobStep]:
+        """Download files the server wrote (e.g. verify's report) to the same place in the local workspace."""
+        root = Path(workspace_root)
+
+        def download(report, cancelled):
+            for index, path in enumerate(files):
+                self.connection.download(Path(path).relative_to(root).as_posix(), Path(path))
+                report(index + 1, len(files), Path(path).name)
+
+        return [JobStep("download", start=lambda: ThreadJob(download, "download", "download"))]
+
+    def install_steps(self, workspace_root: Path, zip_file: Path, install_command) -> list[JobStep]:
+        """Upload the zip into a job folder on the server, then install it there."""
+        folder = proc.new_job_folder(Path(workspace_root) / "jobs", "install-upload")
+        target = folder / Path(zip_file).name
+
+        def upload(report, cancelled):
+            self.connection.upload("PUT", f"/v1/files/{target.relative_to(workspace_root).as_posix()}", zip_file)
+            report(1, 1, target.name)
+
+        return [JobStep("upload", start=lambda: ThreadJob(upload, "install", "upload")),
+                JobStep("install", install_command(workspace_root, target))]
 
     def prediction_steps(self, workspace_root: Path, folders, predict_args: Sequence[str], meta: dict) -> list:
         root = Path(workspace_root)

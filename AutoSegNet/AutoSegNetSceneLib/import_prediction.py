@@ -17,22 +17,9 @@ from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.imageio import Geometry, io_for
 from AutoSegNetSceneLib import volumes
 from AutoSegNetSceneLib.cases import string_array, temporary_nodes
-from AutoSegNetSceneLib.labels import BACKGROUND, label_color
+from AutoSegNetSceneLib.labels import label_color
 
 log = logging.getLogger(__name__)
-
-
-def model_label_names(dataset_labels: dict[str, int | list[int]],
-                      regions_class_order: list[int] | None = None) -> dict[int, str]:
-    """``{value in the prediction: name}`` from a model's dataset.json ``labels``.
-
-    Region-based models write ``regions_class_order[i]`` for the i-th region (labels in file order).
-    """
-    foreground = [(name, value) for name, value in dataset_labels.items()
-                  if name not in (BACKGROUND, "ignore") and value not in (0, [0])]
-    if regions_class_order is not None:
-        return {int(v): name for (name, _), v in zip(foreground, regions_class_order)}
-    return {int(value): name for name, value in foreground}
 
 
 def import_segmentation(scene: slicer.vtkMRMLScene, label_map: np.ndarray, names: dict[int, str],

@@ -16,13 +16,16 @@ from AutoSegNetLib.jobs.state import FAILED, FINISHED, RUNNING, JobState
 class JobStep:
     """One step of a :class:`JobChain`: an engine command (``args``, or a function called when the step starts
     that returns them), or an in-process job made by ``start`` (e.g. staging an export on the GUI thread).
-    ``after(job)`` runs when the step has finished successfully, before the next one starts."""
+    ``after(job)`` runs when the step has finished successfully, before the next one starts. ``local``: an
+    engine command that runs on this computer even when the chain's launcher sends commands to a server
+    (writing the exported raw dataset that is then uploaded)."""
 
     name: str
     args: Sequence[str] | Callable[[], Sequence[str]] = ()
     status_file: Path | None = None
     start: Callable[[], Any] | None = None
     after: Callable[[Any], None] | None = None
+    local: bool = False
 
 
 class JobChain:
@@ -62,7 +65,8 @@ class JobChain:
             self.current = step.start()
         else:
             args = step.args() if callable(step.args) else step.args
-            self.current = self.launcher(args, self.jobs_root, self.kind, self.label or step.name, self.python,
+            launcher = EngineJob.start if step.local else self.launcher
+            self.current = launcher(args, self.jobs_root, self.kind, self.label or step.name, self.python,
                                          step.status_file, meta={**self.meta, "step": step.name})
         self.current.on_event.append(self._forward)
 

@@ -3,3 +3,4 @@
 CONFIGURATIONS = ("auto", "2d", "3d_fullres", "3d_lowres")
 FOLDS = ("all", "0", "1", "2", "3", "4")
 DEVICES = ("auto", "cuda", "cpu", "mps")
+ENGINES = ("this computer", "server")  # where jobs run (engines.py)

@@ -88,7 +88,8 @@ def check_train_segment_correct(test, workflow, workspace: Path) -> None:
         volume, segmentation, _ = add_synthetic_case(workflow.scene, f"selftest case {index}", seed=index)
         workflow.training_set().add_case([volume], segmentation)
     dataset = DatasetSettings(workspace, 991, "SelfTestTrain", ("CT",))
-    training = TrainingSettings(configuration="3d_fullres", fold="all", epochs=3, iterations_per_epoch=2,
+    # 30 short epochs (about 0.2 s each on a CPU): long enough for the stop to land before the end
+    training = TrainingSettings(configuration="3d_fullres", fold="all", epochs=30, iterations_per_epoch=2,
                                 device="cpu", extra_args=TINY_TRAINING)
     job = workflow.start_training(dataset, training)
     poll_until(workflow, lambda: job.state.history or not job.running, TRAIN_TIMEOUT_S, "first epoch")

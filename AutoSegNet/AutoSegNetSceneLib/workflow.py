@@ -19,10 +19,12 @@ from pathlib import Path
 
 import slicer
 
-from AutoSegNetLib.jobs.engine_job import EngineJob, find_jobs, find_status_files
+from AutoSegNetLib.jobs.engine_job import EngineJob, find_status_files
 from AutoSegNetLib.layout import checkpoint_path
-from AutoSegNetSceneLib import commands, install, models, segment
+from AutoSegNetLib.models import versions
+from AutoSegNetSceneLib import commands, install, segment
 from AutoSegNetSceneLib.cases import TrainingSet
+from AutoSegNetSceneLib.engines import LocalEngine
 from AutoSegNetSceneLib.job_chain import JobChain, JobStep
 from AutoSegNetSceneLib.settings import DatasetSettings, TrainingSettings
 
@@ -38,9 +40,11 @@ class Workflow:
     then written by the engine in the background (``import-staged``); see :mod:`AutoSegNetSceneLib.staging`.
     """
 
-    def __init__(self, scene: slicer.vtkMRMLScene, requirements: Path | None = None) -> None:
+    def __init__(self, scene: slicer.vtkMRMLScene, requirements: Path | None = None, engine=None) -> None:
         self.scene = scene
         self.requirements = requirements
+        self.engine = engine or LocalEngine()  # where jobs run: this computer or a server (engines.py)
+        self.engine_key: tuple = ("this computer",)  # what the module's settings said when the engine was made
         self.jobs: dict[str, EngineJob | JobChain] = {}
         self.chart_open = False
         self._chart_shown: tuple[int, int] | None = None  # (job, epochs) the chart last showed
@@ -48,6 +52,12 @@ class Workflow:
         self.last_segmentation = None
         self.last_uncertainty = None
         self._new_segmentation = None
+
+    def set_engine(self, engine, key: tuple = ()) -> None:
+        """Run the next jobs with ``engine`` (:class:`~AutoSegNetSceneLib.engines.LocalEngine` or ``RemoteEngine``)."""
+        if any(job.running for job in self.jobs.values()) and engine.description != self.engine.description:
+            raise RuntimeError("Jobs are still running; stop them or wait before switching the engine.")
+        self.engine, self.engine_key = engine, key
 
     # ----- training set --------------------------------------------------------------------------------
     def training_set(self) -> TrainingSet:
@@ -66,10 +76,10 @@ class Workflow:
         self.check_dependencies()
         self._refuse_if_running("export", "train")
         report = dataset.workspace_root / "jobs" / f"verify-{dataset.folder_name}.json"
-        steps = [*self._export_steps(dataset), JobStep("verify", commands.verify(dataset, report))]
+        steps = [*self._export_steps(dataset), JobStep("verify", commands.verify(dataset, report)),
+                 *self.engine.fetch_steps(dataset.workspace_root, [report])]
         report.unlink(missing_ok=True)
-        chain = JobChain(steps, dataset.workspace_root / "jobs", "export", meta={"report": str(report)}).start()
-        return self._keep("export", chain)
+        return self._keep("export", self._chain(steps, dataset.workspace_root, "export", {"report": str(report)}))
 
     def _export_steps(self, dataset: DatasetSettings) -> list[JobStep]:
         """Staging (in process) and ``import-staged`` (engine); marks the cases exported when it is done."""
@@ -88,7 +98,8 @@ class Workflow:
 
         return [JobStep("stage", start=lambda: StagingJob(staging)),
                 JobStep("export", lambda: commands.import_staged(dataset, staging.result.staging_folder, report),
-                        after=imported)]
+                        after=imported, local=True),
+                *self.engine.upload_dataset_steps(dataset)]
 
     def export_summary(self, job) -> str:
         """What the last export wrote and what ``verify`` found, for the export report box."""
@@ -115,33 +126,30 @@ class Workflow:
         self._refuse_if_running("train", "export")
         configuration = self.resolve_configuration(training.configuration)
         steps = []
+        if pretrained is not None:  # empty the working fold (a training there no version holds is saved first)
+            steps.append(JobStep("prepare", commands.prepare_finetuning(dataset, configuration, training.fold)))
         if not resume:
             steps += self._export_steps(dataset)
             prepare = commands.preprocess if pretrained else commands.plan_and_preprocess
             steps.append(JobStep("preprocess", prepare(dataset, configuration)))
         steps.append(JobStep("train", commands.train(dataset, training, configuration, resume, pretrained)))
+        steps.append(JobStep("version", commands.save_version(dataset, configuration, pretrained)))
         meta = {"dataset": dataset.folder_name, "configuration": configuration, "fold": training.fold,
                 "workspace": str(dataset.workspace_root), "pretrained": str(pretrained) if pretrained else None}
-        chain = JobChain(steps, dataset.workspace_root / "jobs", "train", meta=meta).start()
-        chain.on_finished.append(lambda job: _snapshot_if_finished(job, meta))
-        return self._keep("train", chain)
+        return self._keep("train", self._chain(steps, dataset.workspace_root, "train", meta))
 
     def start_retraining(self, dataset: DatasetSettings, training: TrainingSettings,
-                         from_model: models.ModelInfo) -> JobChain:
+                         from_model: versions.ModelInfo) -> JobChain:
         """Fine-tune from ``from_model`` (e.g. the latest version) with the current cases."""
         configuration = from_model.configuration
         fold = training.fold if training.fold in from_model.folds else from_model.folds[0]
-        working = models.working_model_folder(dataset.workspace.results / dataset.folder_name, configuration)
-        if working is not None:
-            models.prepare_for_finetuning(working, fold, dataset.workspace_root / "versions", dataset.folder_name,
-                                          configuration)
         training = replace(training, configuration=configuration, fold=fold)
-        pretrained = checkpoint_path(from_model.folder, fold, models.CHECKPOINT_KIND)
+        pretrained = checkpoint_path(from_model.folder, fold, versions.CHECKPOINT_KIND)
         return self.start_training(dataset, training, pretrained=pretrained)
 
-    def start_segmentation(self, workspace_root: Path, channel_volumes: list, model: models.ModelInfo,
+    def start_segmentation(self, workspace_root: Path, channel_volumes: list, model: versions.ModelInfo,
                            fast_preview: bool = True, save_uncertainty: bool = False, device: str = "auto",
-                           output_node=None) -> EngineJob:
+                           output_node=None) -> JobChain:
         """Predict ``channel_volumes`` with ``model`` in the background; the result lands in a segmentation node."""
         self.check_dependencies()
         self._refuse_if_running("segment")
@@ -155,24 +163,25 @@ class Workflow:
         folds = model.folds[:1] if fast_preview else model.folds
         args = commands.predict(workspace_root, folders.input, folders.output, model.folder, folds,
                                 tta=not fast_preview, save_uncertainty=save_uncertainty, device=device)
-        meta = {"model": str(model.folder), "prediction": str(folders.root), "volume": channel_volumes[0].GetID(),
+        meta = {"model": str(model.folder), "folds": list(folds), "prediction": str(folders.root),
+                "volume": channel_volumes[0].GetID(),
                 "output": output_node.GetID() if output_node is not None else None}
-        job = EngineJob.start(args, jobs_root, "segment", meta=meta)
+        job = self._chain(self.engine.prediction_steps(workspace_root, folders, args, meta), workspace_root,
+                          "segment", meta)
         self._follow_segmentation(job)
         return self._keep("segment", job)
 
-    def start_model_install(self, workspace_root: Path, zip_file: Path) -> EngineJob:
+    def start_model_install(self, workspace_root: Path, zip_file: Path) -> JobChain:
         if not Path(zip_file).is_file():
             raise ValueError(f"Choose the model zip file to install (it was not found: {zip_file}).")
-        job = EngineJob.start(commands.install_model(workspace_root, zip_file), Path(workspace_root) / "jobs",
-                              "install")
-        return self._keep("install", job)
+        steps = self.engine.install_steps(workspace_root, Path(zip_file), commands.install_model)
+        return self._keep("install", self._chain(steps, workspace_root, "install"))
 
-    def start_catalogue_install(self, workspace_root: Path, name: str, index: str | None = None) -> EngineJob:
+    def start_catalogue_install(self, workspace_root: Path, name: str, index: str | None = None) -> JobChain:
         """Download and install the catalogue model ``name`` in the background (kind ``install``)."""
         self._refuse_if_running("install")
         args = commands.install_catalogue_model(workspace_root, name, index)
-        return self._keep("install", EngineJob.start(args, Path(workspace_root) / "jobs", "install"))
+        return self._keep("install", self._chain([JobStep("install", args)], workspace_root, "install"))
 
     @staticmethod
     def catalogue(index: str | None = None) -> list:
@@ -220,18 +229,20 @@ class Workflow:
         """After a restart: follow this workspace's running jobs, import predictions that finished meanwhile,
         and follow trainings of the dataset started elsewhere (through their fold's ``status.json``)."""
         found = []
-        for job in find_jobs(dataset.workspace_root / "jobs", running_only=False):
+        for job in self.engine.find_jobs(dataset.workspace_root / "jobs"):
+            if job.kind == "segment" and self.engine.remote:
+                continue  # its result is downloaded by the chain that started it; see engines.RemoteEngine
             if job.kind == "segment" and Path(job.meta.get("prediction") or "/nonexistent").is_dir():
                 self._follow_segmentation(job)
                 if not job.running:
                     self._import_segmentation(job, self.scene.GetNodeByID(job.meta.get("volume") or ""))
             elif not job.running or job.kind in self.jobs:
                 continue
-            elif job.kind == "train" and job.meta.get("step") == "train":
+            elif job.kind == "train" and job.meta.get("step") == "train" and not self.engine.remote:
                 job.on_finished.append(lambda j: _snapshot_if_finished(j, j.meta))
             self.jobs.setdefault(job.kind, job)
             found.append(job)
-        if "train" not in self.jobs:
+        if "train" not in self.jobs and not self.engine.remote:
             for status in find_status_files(dataset.workspace.results / dataset.folder_name)[:1]:
                 found.append(self._keep("train", EngineJob.from_status_file(status)))
         return found
@@ -251,10 +262,15 @@ class Workflow:
         names = {v: n for n, v in self.training_set().labels.as_dict().items()}
         return update_training_chart(self.scene, history, names)
 
-    @staticmethod
-    def models(workspace_root: Path) -> list[models.ModelInfo]:
-        """Trained, versioned and installed models of a workspace (oldest first)."""
-        return models.find_models(Path(workspace_root))
+    def models(self, workspace_root: Path) -> list[versions.ModelInfo]:
+        """Trained, versioned and installed models of the engine's workspace (oldest first); never waits (a
+        server's list is refreshed in the background: see :attr:`models_generation`)."""
+        return self.engine.models(Path(workspace_root))
+
+    @property
+    def models_generation(self) -> int:
+        """Changes whenever the engine learnt of new models (a server's list arrived): list them again then."""
+        return self.engine.models_generation
 
     def dependency_report(self) -> str:
         return install.dependency_report(self.requirements)
@@ -280,6 +296,9 @@ class Workflow:
                                f"{', '.join(missing)}. Open the Setup section and click 'Install dependencies'.")
 
     # ----- internals -----------------------------------------------------------------------------------
+    def _chain(self, steps: list[JobStep], workspace_root: Path, kind: str, meta: dict | None = None) -> JobChain:
+        return JobChain(steps, Path(workspace_root) / "jobs", kind, meta=meta, launcher=self.engine.start).start()
+
     def _keep(self, kind: str, job):
         self.jobs[kind] = job
         return job
@@ -302,7 +321,7 @@ class Workflow:
             _not_imported(job, "the volume it segments is no longer in the scene (was the scene closed?)")
             return
         output = self.scene.GetNodeByID(job.meta["output"]) if job.meta.get("output") else None
-        model = models.read_model(Path(job.meta["model"]))
+        model = versions.read_model(Path(job.meta["model"]), job.meta.get("folds"))  # a server's: no checkpoints
         try:
             result = segment.import_prediction_output(self.scene, folders, volume, model.labels,
                                                       segmentation_node=output)
@@ -325,7 +344,7 @@ def _snapshot_if_finished(job, meta: dict) -> None:
     if job.state.status != "finished":
         return
     root = Path(meta["workspace"])
-    working = models.working_model_folder(root / "results" / meta["dataset"], meta["configuration"])
+    working = versions.working_model_folder(root / "results" / meta["dataset"], meta["configuration"])
     if working is not None:
-        models.snapshot_version(working, root / "versions", meta["dataset"], meta["configuration"],
+        versions.snapshot_version(working, root / "versions", meta["dataset"], meta["configuration"],
                                 based_on=meta.get("pretrained"))

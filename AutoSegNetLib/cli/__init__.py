@@ -83,6 +83,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("models", "models", "the pretrained-model catalogue: list, show NAME, install NAME"),
     Command("move-plans", "move_plans", "give a dataset the plans of another for fine-tuning (--pretrained)"),
     Command("plot-overlays", "plot_overlays", "PNG overlays of labels/predictions on images + index.html gallery"),
+    Command("version", "version", "save a model version / prepare fine-tuning (the module's retrain loop)"),
     Command("serve", "serve", "run jobs for remote clients (the Slicer module) over HTTP, with tokens"),
 )
 

@@ -12,6 +12,7 @@ import os
 
 from AutoSegNetLib.cli.arguments import add_dataset_argument, add_ignored
 from AutoSegNetLib.cli.nnunet_spellings import NO_PROGRESS_BAR
+from AutoSegNetLib.layout import PLANS_FILE, PLANS_FILE_STEM
 from AutoSegNetLib.planning.plans import Plans
 from AutoSegNetLib.workspace import Workspace
 
@@ -28,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="configurations to preprocess (default: every planned configuration)")
     parser.add_argument("-np", "--num-workers", type=int, default=default_num_workers(),
                         help="worker processes, one case each (default: %(default)s)")
-    parser.add_argument("--plans-name", "-plans_name", default="plans",
+    parser.add_argument("--plans-name", "-plans_name", default=PLANS_FILE_STEM,
                         help="plans file name without .json, or the plans identifier inside plans.json as nnU-Net "
                         "names it (nnUNetPlans) (default: plans)")
     add_ignored(parser, "--no_pbar", nargs=0, reason=NO_PROGRESS_BAR)
@@ -58,12 +59,12 @@ def run(args: argparse.Namespace, ctx) -> int:
 def plans_file_stem(workspace: Workspace, dataset: str, name: str) -> str:
     """The plans file (without .json) that ``--plans-name name`` means: ``name.json`` if it exists, else
     ``plans`` when plans.json holds the plans identifier ``name`` (nnU-Net's ``-plans_name nnUNetPlans``)."""
-    if name == "plans":
+    if name == PLANS_FILE_STEM:
         return name
     folder = workspace.preprocessed_dataset(dataset)
-    if (folder / f"{name}.json").is_file() or not (folder / "plans.json").is_file():
+    if (folder / f"{name}.json").is_file() or not (folder / PLANS_FILE).is_file():
         return name
-    return "plans" if Plans.load(folder / "plans.json").plans_name == name else name
+    return PLANS_FILE_STEM if Plans.load(folder / PLANS_FILE).plans_name == name else name
 
 
 def report_stopped_preprocessing(reporter, stage: str, summary: dict) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 from AutoSegNetLib.cli.arguments import add_dataset_argument, add_ignored, add_note, add_refused, after_parse
 from AutoSegNetLib.cli.nnunet_spellings import add_trainer_option
 from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.layout import PLANS_FILE
 from AutoSegNetLib.training.config import AMP_MODES, DEVICES, FINETUNE_OVERRIDES, TrainingConfig
 from AutoSegNetLib.utils.atomic import read_json
 from AutoSegNetLib.workspace import Workspace
@@ -170,7 +171,7 @@ def check_plans_identifier(workspace: Workspace, dataset: str, plans: str | None
 
     if plans is None:
         return
-    path = workspace.preprocessed_dataset(dataset) / "plans.json"
+    path = workspace.preprocessed_dataset(dataset) / PLANS_FILE
     if not path.is_file():
         return  # no plans at all: training says what to run
     have = Plans.load(path).plans_name

@@ -1,7 +1,7 @@
 """What every converter shares: a staging folder published atomically, safe file copies, channel splitting.
 
 Converters never write into their source. They build the new dataset in a hidden staging folder beside
-the target (``raw/.DatasetXXX_Name.converting-<pid>``) and rename it to ``raw/DatasetXXX_Name`` only when
+the target (``raw/.DatasetXXX_Name.<pid>@<host>-<random>.tmp``) and rename it to ``raw/DatasetXXX_Name`` only when
 everything succeeded, so a crash or an error never leaves a half-converted dataset under the real name.
 An existing dataset is replaced only when the caller asks for it (``overwrite=True``).
 """
@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
 import shutil
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +24,9 @@ from AutoSegNetLib.dataset.raw import DATASET_FOLDER_PATTERN, dataset_folder_nam
 from AutoSegNetLib.errors import AutoSegNetError, DatasetFormatError
 from AutoSegNetLib.imageio import file_ending, io_for
 from AutoSegNetLib.imageio.sitk_io import read_sitk
+from AutoSegNetLib.layout import DATASET_JSON_FILE
 from AutoSegNetLib.progress import ProgressReporter
-from AutoSegNetLib.utils.atomic import read_json
+from AutoSegNetLib.utils.atomic import atomic_folder, read_json
 from AutoSegNetLib.utils.workers import run_parallel
 
 log = logging.getLogger(__name__)
@@ -101,32 +100,17 @@ def _is_within(path: Path, parent: Path) -> bool:
 
 @contextlib.contextmanager
 def staged_dataset(folder: Path, overwrite: bool) -> Iterator[Path]:
-    """Yield an empty staging folder; on success it replaces ``folder`` in one rename, on error it is removed."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = folder.parent / f".{folder.name}.converting-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
+    """Yield an empty staging folder; on success it replaces ``folder`` in one rename, on error it is removed
+    (:func:`~AutoSegNetLib.utils.atomic.atomic_folder`)."""
+    converted = False
     try:
-        yield staging
-        _publish(staging, folder, overwrite)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-
-
-def _publish(staging: Path, folder: Path, overwrite: bool) -> None:
-    if not folder.exists():
-        os.rename(staging, folder)
-        return
-    if not overwrite:
-        raise AutoSegNetError(f"Dataset {folder} appeared while converting; pass --overwrite to replace it.")
-    retired = folder.parent / f".{folder.name}.replaced-{uuid.uuid4().hex[:8]}"
-    os.rename(folder, retired)
-    try:
-        os.rename(staging, folder)
-    except OSError:
-        os.rename(retired, folder)
-        raise
-    shutil.rmtree(retired, ignore_errors=True)
+        with atomic_folder(folder, replace=overwrite) as staging:
+            yield staging
+            converted = True
+    except FileExistsError as exc:
+        if not converted:
+            raise
+        raise AutoSegNetError(f"Dataset {folder} appeared while converting; pass --overwrite to replace it.") from exc
 
 
 # ----- source parsing -----------------------------------------------------------------------------------
@@ -166,7 +150,7 @@ LEGACY_METADATA = ("name", "description", "reference", "licence", "license", "re
 
 def read_legacy_dataset_json(source: Path) -> LegacyDatasetJson:
     """Parse ``source/dataset.json`` in MSD / nnU-Net v1 form; errors name the file and the field."""
-    path = Path(source) / "dataset.json"
+    path = Path(source) / DATASET_JSON_FILE
     data = read_json(path)
     if not isinstance(data, dict):
         raise DatasetFormatError(f"{path}: expected a JSON object at the top level.")

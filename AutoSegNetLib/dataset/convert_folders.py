@@ -40,6 +40,7 @@ from AutoSegNetLib.dataset.dataset_json import DatasetJson
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.imageio import file_ending, io_for, registered_ios
 from AutoSegNetLib.imageio.natural_io import NATURAL_2D_GEOMETRY, read_natural
+from AutoSegNetLib.layout import DATASET_JSON_FILE
 from AutoSegNetLib.progress import ProgressReporter
 from AutoSegNetLib.workspace import Workspace
 
@@ -231,8 +232,8 @@ def convert_folders(workspace: Workspace, images: str | Path, labels: str | Path
             labels=_labels(label_names, found, mapping),
             num_training=len(pairs), file_ending=ending,
             metadata={"name": name, "converted_by": f"autosegnet convert folders --images {images} --labels {labels}"},
-            source=str(folder / "dataset.json"),
-        ).save(staging / "dataset.json")
+            source=str(folder / DATASET_JSON_FILE),
+        ).save(staging / DATASET_JSON_FILE)
         copied = sum(r.copied for _, r in results)
         written = sum(r.written for _, r in results)
     result = ConversionResult(folder, len(pairs), len(tests), copied, written)

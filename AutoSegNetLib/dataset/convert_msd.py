@@ -30,6 +30,7 @@ from AutoSegNetLib.dataset.convert_common import (
 )
 from AutoSegNetLib.dataset.dataset_json import DatasetJson
 from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.layout import DATASET_JSON_FILE
 from AutoSegNetLib.progress import ProgressReporter
 from AutoSegNetLib.workspace import Workspace
 
@@ -68,13 +69,13 @@ def convert_msd(workspace: Workspace, source: str | Path, dataset_id: int | None
     The ID and name default to those in the folder name ``TaskXX_Name``. The source is only read.
     """
     source = Path(source).resolve()
-    if not (source / "dataset.json").is_file():
+    if not (source / DATASET_JSON_FILE).is_file():
         raise AutoSegNetError(f"{source} is not an MSD task folder: it has no dataset.json.")
     dataset_id, name = id_and_name_from_task_folder(source, dataset_id, name)
     legacy = read_legacy_dataset_json(source)
     training = [(case_name_of(img), source_file(source, img), source_file(source, lab)) for img, lab in legacy.training]
     _check_unique([c for c, _, _ in training], source)
-    require_files([p for _, img, lab in training for p in (img, lab)], "training files", source / "dataset.json")
+    require_files([p for _, img, lab in training for p in (img, lab)], "training files", source / DATASET_JSON_FILE)
     _warn_unlisted(source / "imagesTr", {img for _, img, _ in training})
     test = _test_images(source, legacy.test)
     folder = target_folder(workspace.raw, dataset_id, name, [source], overwrite)
@@ -89,8 +90,8 @@ def convert_msd(workspace: Workspace, source: str | Path, dataset_id: int | None
             channel_names=dict(legacy.modality), labels=dict(legacy.labels), num_training=len(training),
             file_ending=ENDING,
             metadata={**legacy.metadata, "converted_by": f"autosegnet convert msd {source}"},
-            source=str(folder / "dataset.json"),
-        ).save(staging / "dataset.json")
+            source=str(folder / DATASET_JSON_FILE),
+        ).save(staging / DATASET_JSON_FILE)
         (staging / "labelsTr").mkdir(exist_ok=True)
         copied, written = summarise(done for _, done in results)
     result = ConversionResult(folder, len(training), len(test), copied, written)
@@ -109,7 +110,7 @@ def _test_images(source: Path, listed: list[str] | None) -> list[Path]:
         missing = [p for p in paths if not p.is_file()]
         if missing:
             log.warning("%d of the %d test images listed in %s are absent; converting the %d present.",
-                        len(missing), len(paths), source / "dataset.json", len(paths) - len(missing))
+                        len(missing), len(paths), source / DATASET_JSON_FILE, len(paths) - len(missing))
         return [p for p in paths if p.is_file()]
     if not folder.is_dir():
         return []
@@ -131,7 +132,7 @@ def _check_unique(cases: list[str], source: Path) -> None:
     for case in cases:
         (twice if case in seen else seen).add(case)
     if twice:
-        raise AutoSegNetError(f"{source / 'dataset.json'} lists cases more than once: {sorted(twice)}.")
+        raise AutoSegNetError(f"{source / DATASET_JSON_FILE} lists cases more than once: {sorted(twice)}.")
 
 
 def _check_channel_counts(results: list[tuple[MsdCaseJob, FilesDone]], expected: int, source: Path) -> None:
@@ -139,6 +140,6 @@ def _check_channel_counts(results: list[tuple[MsdCaseJob, FilesDone]], expected:
     if wrong:
         shown = ", ".join(wrong[:10]) + (f" and {len(wrong) - 10} more" if len(wrong) > 10 else "")
         raise AutoSegNetError(
-            f"{source / 'dataset.json'} declares {expected} modalities, but these images hold another number of "
+            f"{source / DATASET_JSON_FILE} declares {expected} modalities, but these images hold another number of "
             f"channels: {shown}. Fix the 'modality' field or the images."
         )

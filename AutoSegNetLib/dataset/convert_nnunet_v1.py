@@ -28,6 +28,7 @@ from AutoSegNetLib.dataset.convert_common import (
 from AutoSegNetLib.dataset.dataset_json import DatasetJson
 from AutoSegNetLib.dataset.listing import group_channel_files
 from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.layout import DATASET_JSON_FILE
 from AutoSegNetLib.progress import ProgressReporter
 from AutoSegNetLib.workspace import Workspace
 
@@ -58,13 +59,13 @@ def convert_nnunet_v1(workspace: Workspace, source: str | Path, dataset_id: int 
                       reporter: ProgressReporter | None = None) -> ConversionResult:
     """Convert the nnU-Net v1 task folder ``source`` into ``workspace.raw/DatasetXXX_Name``."""
     source = Path(source).resolve()
-    if not (source / "dataset.json").is_file():
+    if not (source / DATASET_JSON_FILE).is_file():
         raise AutoSegNetError(f"{source} is not an nnU-Net v1 task folder: it has no dataset.json.")
     dataset_id, name = id_and_name_from_task_folder(source, dataset_id, name)
     legacy = read_legacy_dataset_json(source)
     num_channels = len(legacy.modality)
     train_jobs = [_training_job(source, image, label, num_channels) for image, label in legacy.training]
-    require_files([src for job in train_jobs for src, _ in job.pairs], "training files", source / "dataset.json")
+    require_files([src for job in train_jobs for src, _ in job.pairs], "training files", source / DATASET_JSON_FILE)
     test_groups = group_channel_files(source / "imagesTs", ENDING)
     folder = target_folder(workspace.raw, dataset_id, name, [source], overwrite)
     if reporter is not None:
@@ -78,8 +79,8 @@ def convert_nnunet_v1(workspace: Workspace, source: str | Path, dataset_id: int 
             channel_names=dict(legacy.modality), labels=dict(legacy.labels), num_training=len(train_jobs),
             file_ending=ENDING,
             metadata={**legacy.metadata, "converted_by": f"autosegnet convert nnunet-v1 {source}"},
-            source=str(folder / "dataset.json"),
-        ).save(staging / "dataset.json")
+            source=str(folder / DATASET_JSON_FILE),
+        ).save(staging / DATASET_JSON_FILE)
         copied, written = summarise(done for _, done in results)
     result = ConversionResult(folder, len(train_jobs), len(test_groups), copied, written)
     log.info("Converted %s -> %s: %d training and %d test cases.", source, folder, len(train_jobs), len(test_groups))

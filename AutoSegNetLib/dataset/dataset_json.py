@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from AutoSegNetLib.errors import AutoSegNetError, DatasetFormatError, did_you_mean
+from AutoSegNetLib.layout import DATASET_JSON_FILE
 from AutoSegNetLib.utils.atomic import read_json, write_json
 
 IGNORE_LABEL_NAME = "ignore"
@@ -48,7 +49,7 @@ class DatasetJson:
     regions_class_order: list[int] | None = None
     dataset: dict[str, CaseFiles] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
-    source: str = "dataset.json"
+    source: str = DATASET_JSON_FILE
 
     def __post_init__(self) -> None:
         self.validate()
@@ -190,7 +191,7 @@ class DatasetJson:
 
     # ----- (de)serialisation -----------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "dataset.json") -> DatasetJson:
+    def from_dict(cls, data: dict[str, Any], source: str = DATASET_JSON_FILE) -> DatasetJson:
         """Parse and validate; ``source`` (the file path) prefixes every error message."""
         if not isinstance(data, dict):
             raise DatasetFormatError(f"{source}: expected a JSON object at the top level.")
@@ -240,13 +241,13 @@ class DatasetJson:
     def load(cls, path: str | Path) -> DatasetJson:
         path = Path(path)
         if path.is_dir():
-            path = path / "dataset.json"
+            path = path / DATASET_JSON_FILE
         return cls.from_dict(read_json(path), source=str(path))
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
         if path.is_dir():
-            path = path / "dataset.json"
+            path = path / DATASET_JSON_FILE
         write_json(path, self.to_dict())
 
 

@@ -36,6 +36,7 @@ from AutoSegNetLib.dataset.staged import (
 )
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.imageio import Geometry, ImageIO, io_for
+from AutoSegNetLib.layout import DATASET_JSON_FILE
 from AutoSegNetLib.progress import ProgressReporter
 from AutoSegNetLib.utils.atomic import read_json, write_json
 
@@ -77,7 +78,7 @@ def case_files(folder: Path, case: str, num_channels: int, file_ending: str) -> 
 def previous_hashes(folder: Path) -> dict[str, str]:
     """``autosegnet.case_hashes`` of the dataset.json in ``folder`` ({} when there is none or it is unreadable)."""
     try:
-        data = read_json(Path(folder) / "dataset.json")
+        data = read_json(Path(folder) / DATASET_JSON_FILE)
     except AutoSegNetError:
         return {}
     return dict((data.get("autosegnet") or {}).get("case_hashes") or {}) if isinstance(data, dict) else {}
@@ -104,7 +105,7 @@ def import_staged(staging: Path, raw_root: Path, reporter: ProgressReporter | No
         reporter.emit("case", stage=STAGE, case=name, index=index, total=len(manifest.cases),
                       status="written" if report.written[-1:] == [name] else "unchanged")
     report.removed = _remove_cases(folder, manifest.file_ending, set(previous) - set(report.case_hashes))
-    _dataset_json(manifest, folder, report.case_hashes).save(folder / "dataset.json")
+    _dataset_json(manifest, folder, report.case_hashes).save(folder / DATASET_JSON_FILE)
     _clean_staging(staging, manifest, consumed)
     reporter.emit("done", stage=STAGE, dataset=manifest.dataset, written=len(report.written),
                   unchanged=len(report.unchanged), removed=len(report.removed))
@@ -187,5 +188,5 @@ def _dataset_json(manifest: ExportManifest, folder: Path, hashes: dict[str, str]
             "description": DESCRIPTION,
             "autosegnet": {"source": "3D Slicer", "case_hashes": hashes},
         },
-        source=str(folder / "dataset.json"),
+        source=str(folder / DATASET_JSON_FILE),
     )

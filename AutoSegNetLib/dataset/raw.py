@@ -17,6 +17,7 @@ from AutoSegNetLib.dataset.dataset_json import DatasetJson
 from AutoSegNetLib.dataset.listing import Case, group_channel_files, list_cases
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.imageio import Geometry, ImageIO, io_for
+from AutoSegNetLib.layout import DATASET_JSON_FILE
 
 #: ``Case`` and ``group_channel_files`` are defined in :mod:`.listing`; importers of them from here keep working.
 __all__ = ["DATASET_FOLDER_PATTERN", "Case", "RawDataset", "dataset_folder_name", "group_channel_files"]
@@ -34,9 +35,9 @@ class RawDataset:
     @classmethod
     def open(cls, folder: str | Path) -> RawDataset:
         folder = Path(folder)
-        if not (folder / "dataset.json").is_file():
+        if not (folder / DATASET_JSON_FILE).is_file():
             raise AutoSegNetError(f"{folder} is not a raw dataset: it has no dataset.json.")
-        return cls(folder, DatasetJson.load(folder / "dataset.json"))
+        return cls(folder, DatasetJson.load(folder / DATASET_JSON_FILE))
 
     @property
     def name(self) -> str:

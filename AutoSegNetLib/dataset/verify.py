@@ -47,6 +47,7 @@ from AutoSegNetLib.dataset.verify_case import (
 from AutoSegNetLib.dataset.verify_layout import Listing, list_dataset
 from AutoSegNetLib.errors import AutoSegNetError, DatasetFormatError
 from AutoSegNetLib.imageio import Geometry, ImageIO, io_for
+from AutoSegNetLib.layout import DATASET_JSON_FILE
 from AutoSegNetLib.progress import ProgressReporter
 from AutoSegNetLib.utils.stop import StopRequest
 from AutoSegNetLib.utils.workers import run_parallel
@@ -67,9 +68,9 @@ def verify_dataset(folder: str | Path, tolerance: float = DEFAULT_TOLERANCE, num
         raise AutoSegNetError(f"{folder} is not a folder.")
     report = VerificationReport(str(folder), 0, 0, tolerance)
     try:
-        dj = DatasetJson.load(folder / "dataset.json")
+        dj = DatasetJson.load(folder / DATASET_JSON_FILE)
     except DatasetFormatError as exc:
-        report.problems.append(problem("invalid_dataset_json", str(exc), file="dataset.json"))
+        report.problems.append(problem("invalid_dataset_json", str(exc), file=DATASET_JSON_FILE))
         return _finish(report, reporter)
     io = io_for(dj.file_ending, dj.overwrite_image_reader_writer)
     listing = list_dataset(folder, dj, type(io).multi_channel_files)
@@ -99,7 +100,7 @@ def _dataset_level(dj: DatasetJson, listing: Listing) -> list[Problem]:
                              "(or listed in dataset.json's 'dataset') were found"))
     if dj.num_training != listing.num_listed:
         found.append(problem("num_training_mismatch", f"dataset.json says numTraining {dj.num_training}, but "
-                             f"{listing.num_listed} training cases were found", file="dataset.json"))
+                             f"{listing.num_listed} training cases were found", file=DATASET_JSON_FILE))
     return found
 
 
@@ -154,9 +155,9 @@ def layout_problems(folder: str | Path) -> list[Problem]:
     extra or without partner, stray files, numTraining. Costs a listing of the dataset's folders."""
     folder = Path(folder).resolve()  # as verify_dataset: files are named relative to the resolved folder
     try:
-        dj = DatasetJson.load(folder / "dataset.json")
+        dj = DatasetJson.load(folder / DATASET_JSON_FILE)
     except DatasetFormatError as exc:
-        return [problem("invalid_dataset_json", str(exc), file="dataset.json")]
+        return [problem("invalid_dataset_json", str(exc), file=DATASET_JSON_FILE)]
     io = io_for(dj.file_ending, dj.overwrite_image_reader_writer)
     listing = list_dataset(folder, dj, type(io).multi_channel_files)
     return [*listing.problems, *_dataset_level(dj, listing)]

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from AutoSegNetLib.dataset.raw import RawDataset
 from AutoSegNetLib.errors import AutoSegNetError
-from AutoSegNetLib.evaluation.evaluate import UNCERTAINTY_SUFFIX, CasePair
+from AutoSegNetLib.evaluation.evaluate import CasePair
 from AutoSegNetLib.inference.outputs import probability_cases
-from AutoSegNetLib.layout import validation_folder
+from AutoSegNetLib.layout import UNCERTAINTY_SUFFIX, validation_folder
 
 DEFAULT_FOLDS = ("0", "1", "2", "3", "4")
 

@@ -25,13 +25,13 @@ from AutoSegNetLib.dataset.dataset_json import DatasetJson
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.evaluation.metrics import DISTANCE_METRICS, OVERLAP_METRICS, case_metrics, label_key
 from AutoSegNetLib.imageio import file_ending, io_for
+from AutoSegNetLib.layout import SUMMARY_FILE, UNCERTAINTY_SUFFIX
 from AutoSegNetLib.progress import ProgressReporter
 from AutoSegNetLib.utils.atomic import read_json, write_json
 from AutoSegNetLib.utils.workers import run_parallel
 
 SUMMARY_FORMAT = "autosegnet-evaluation"
 SUMMARY_VERSION = 1
-UNCERTAINTY_SUFFIX = "_uncertainty"
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,7 @@ def evaluate_folders(
     (default: in the prediction folder) and returns the summary."""
     pairs = pair_folders(Path(reference_folder), Path(prediction_folder), ending)
     summary = evaluate_pairs(pairs, labels, distances, num_workers, reporter)
-    save_summary(Path(output) if output else Path(prediction_folder) / "summary.json", summary)
+    save_summary(Path(output) if output else Path(prediction_folder) / SUMMARY_FILE, summary)
     return summary
 
 

@@ -30,7 +30,7 @@ from AutoSegNetLib.inference.ensemble import ensemble_case
 from AutoSegNetLib.inference.labels import probabilities_to_segmentation
 from AutoSegNetLib.inference.model_folder import ModelFolder
 from AutoSegNetLib.inference.outputs import write_segmentation
-from AutoSegNetLib.layout import POSTPROCESSING_FILE, crossval_folder_name, model_folder_name
+from AutoSegNetLib.layout import POSTPROCESSING_FILE, SUMMARY_FILE, crossval_folder_name, model_folder_name
 from AutoSegNetLib.postprocessing.determine import determine_postprocessing
 from AutoSegNetLib.progress import ProgressReporter
 from AutoSegNetLib.utils.atomic import write_json
@@ -78,7 +78,7 @@ def find_best_configuration(
         candidates += _ensemble_candidates(results, singles, folds)
     for candidate in candidates:
         summary = evaluate_pairs(candidate.pairs, labels, distances=False, num_workers=num_workers)
-        save_summary(candidate.folder / "summary.json", summary)
+        save_summary(candidate.folder / SUMMARY_FILE, summary)
         candidate.foreground_dice = float(summary["foreground_mean"]["Dice"])
         log.info("%s: mean foreground Dice %.4f", candidate.name, candidate.foreground_dice)
         if reporter is not None:
@@ -167,7 +167,7 @@ def _information(
         "folds": folds,
         "ranking": [
             {"name": c.name, "configurations": c.configurations, "foreground_dice": c.foreground_dice,
-             "summary": str(c.folder / "summary.json")}
+             "summary": str(c.folder / SUMMARY_FILE)}
             for c in sorted(candidates, key=lambda c: -c.foreground_dice)
         ],  # fmt: skip
         "best": {"name": best.name, "configurations": best.configurations, "foreground_dice": best.foreground_dice},

@@ -1,8 +1,9 @@
 """Prediction with trained models: sliding window, test-time mirroring, fold ensembles, cascade, files.
 
 Entry points:
-- :func:`sliding_window_predict` (pure: network(s) + image tensor -> ``(K, Z, Y, X)``), with the pure helpers
-  :func:`compute_steps` and :func:`gaussian_importance_map`;
+- :func:`sliding_window_predict` (pure: network(s) + image tensor + :class:`SlidingWindowSettings` ->
+  ``(K, Z, Y, X)``), :class:`SlidingWindowInferer` (the settings bound once; ``SlidingWindowSettings.for_model``
+  derives them from a model folder), with the pure helpers :func:`compute_steps` and :func:`gaussian_importance_map`;
 - :class:`Predictor` (``Predictor.from_model_folder(folder).predict(image, geometry)``, in memory);
 - :func:`predict_files` (folders of image files, what ``autosegnet predict`` runs);
 - :func:`ensemble_folders` (average stored probabilities of several prediction folders).
@@ -19,7 +20,7 @@ from AutoSegNetLib.inference.files import InputCase, list_input_cases, predict_f
 from AutoSegNetLib.inference.labels import one_hot, probabilities_to_segmentation
 from AutoSegNetLib.inference.model_folder import ModelFolder, find_model_folder
 from AutoSegNetLib.inference.predictor import Prediction, Predictor
-from AutoSegNetLib.inference.sliding_window import sliding_window_predict
+from AutoSegNetLib.inference.sliding_window import SlidingWindowInferer, SlidingWindowSettings, sliding_window_predict
 from AutoSegNetLib.inference.tiles import compute_steps, gaussian_importance_map
 from AutoSegNetLib.inference.uncertainty import disagreement, normalised_entropy
 from AutoSegNetLib.layout import model_folder_name
@@ -32,6 +33,8 @@ __all__ = [
     "ModelFolder",
     "Prediction",
     "Predictor",
+    "SlidingWindowInferer",
+    "SlidingWindowSettings",
     "compute_steps",
     "disagreement",
     "ensemble_folders",

@@ -22,6 +22,7 @@ import numpy as np
 from AutoSegNetLib.dataset.dataset_json import DatasetJson
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.imageio import Geometry, ImageIO, io_for
+from AutoSegNetLib.layout import UNCERTAINTY_SUFFIX
 from AutoSegNetLib.utils.atomic import atomic_path, read_json, write_json
 from AutoSegNetLib.utils.os_errors import describe_os_error
 
@@ -50,7 +51,7 @@ def segmentation_path(folder: Path, case: str, ending: str) -> Path:
 
 def uncertainty_path(folder: Path, case: str, ending: str) -> Path:
     ending = ".tif" if ending.lower() in NATURAL_IMAGE_ENDINGS else ending
-    return Path(folder) / f"{case}_uncertainty{ending}"
+    return Path(folder) / f"{case}{UNCERTAINTY_SUFFIX}{ending}"
 
 
 def probabilities_paths(folder: Path, case: str) -> tuple[Path, Path]:

@@ -9,6 +9,9 @@ Three layers, as MONAI's ``sliding_window_inference`` / ``SlidingWindowInferer``
 - :class:`SlidingWindowInferer`: the settings bound once, called with the network(s) and each image; the
   :class:`~AutoSegNetLib.inference.predictor.Predictor` holds one.
 
+The tiles are blended by :class:`~AutoSegNetLib.inference.blend.TileBlend`; the members of each batch of tiles are
+computed and averaged by :func:`~AutoSegNetLib.inference.members.predict_tiles`.
+
 Members and averaging: each network (fold) is run on every mirrored variant of a tile; these are the ensemble
 *members*. Their outputs are averaged in the space ``average`` names: ``"probabilities"`` (the default, after
 softmax/sigmoid) or ``"logits"`` (nnU-Net's mirroring, fold and tile averaging, with the softmax/sigmoid applied
@@ -22,10 +25,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import itertools
 import logging
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,10 +34,10 @@ import torch
 from torch import nn
 
 from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.inference.blend import TileBlend
 from AutoSegNetLib.inference.compute import ComputeSettings
-from AutoSegNetLib.inference.cpu_speed import MEMORY_FORMAT_ATTRIBUTE
-from AutoSegNetLib.inference.tiles import compute_steps, gaussian_importance_map, mirror_combinations, padding_for
-from AutoSegNetLib.inference.uncertainty import normalised_entropy
+from AutoSegNetLib.inference.members import apply_nonlin_, member_threads_context, predict_tiles
+from AutoSegNetLib.inference.tiles import mirror_combinations
 
 if TYPE_CHECKING:
     from AutoSegNetLib.inference.model_folder import ModelFolder
@@ -79,8 +80,8 @@ class SlidingWindowSettings:
 
     - ``compute``: :class:`~AutoSegNetLib.inference.compute.ComputeSettings`: tiles per forward pass
       (``tile_batch``), mirrored variants of those tiles in the same pass (``batch_mirrors``), members side by
-      side on CPU threads (``member_threads``, see :func:`threaded_member_outputs`). Its ``None`` fields are
-      resolved for the device as soon as the device is known.
+      side on CPU threads (``member_threads``, see :func:`~AutoSegNetLib.inference.members.threaded_member_outputs`).
+      Its ``None`` fields are resolved for the device as soon as the device is known.
     - ``device``: where the networks run (None: where the first network's parameters are).
     - ``results_device``: where the accumulator lives (None: ``device``).
     - ``amp``: autocast the forward passes (None: on for CUDA, as nnU-Net); accumulation stays float32.
@@ -276,7 +277,7 @@ def _predict_windows(
     with_member_entropy: bool,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """One attempt of :func:`sliding_window_predict`, with ``settings`` resolved for their device."""
-    blend = _Blend.start(image, settings, attempt.results_device, with_member_entropy)
+    blend = TileBlend.start(image, settings, attempt.results_device, with_member_entropy)
     combos = mirror_combinations(settings.tta_axes)
     device = settings.device
     threads = min(settings.compute.member_threads if device.type == "cpu" else 1, len(networks) * len(combos))
@@ -290,264 +291,6 @@ def _predict_windows(
             blend.add(boxes, values, member_entropy)
         blend.normalise()  # in-place updates of inference tensors must stay in inference mode
     return blend.result()
-
-
-@dataclass
-class _Blend:
-    """The padded image ``(C, *P)`` of one attempt, its tiles, and the running sums: class values ``(K, *P)``,
-    weights ``(*P)`` (none for a single tile, which is copied unweighted) and members' entropies ``(*P)`` (when
-    asked for). Everything lives on the attempt's results device."""
-
-    data: torch.Tensor
-    pads: list[tuple[int, int]]
-    window: tuple[int, ...]
-    slice_mode: bool
-    starts: list[tuple[int, ...]]
-    weights: torch.Tensor
-    weight_sum: torch.Tensor | None
-    entropy_sum: torch.Tensor | None
-    values: torch.Tensor | None = None
-
-    @classmethod
-    def start(cls, image: torch.Tensor, settings: SlidingWindowSettings, results_device: torch.device,
-              with_member_entropy: bool) -> _Blend:  # fmt: skip
-        window = settings.window
-        pads = padding_for(image.shape[1:], window)
-        data = _pad(image.to(results_device, torch.float32), pads)
-        size = tuple(data.shape[1:])
-        starts = window_starts(size, window, settings.step, settings.slice_mode)
-        weights = tile_weights(window, settings.gaussian).to(results_device)
-        zeros = functools.partial(torch.zeros, size, dtype=torch.float32, device=results_device)
-        return cls(data, pads, window, settings.slice_mode, starts, weights,
-                   None if len(starts) == 1 else zeros(), zeros() if with_member_entropy else None)  # fmt: skip
-
-    def batches(self, tile_batch: int) -> Iterator[list[tuple[slice, ...]]]:
-        """The tiles' boxes, ``tile_batch`` at a time."""
-        for first in range(0, len(self.starts), tile_batch):
-            yield [_box(start, self.window) for start in self.starts[first : first + tile_batch]]
-
-    def tiles(self, boxes: list[tuple[slice, ...]], device: torch.device) -> torch.Tensor:
-        """The tiles at ``boxes`` on ``device``: ``(B, C, *W)``, or ``(B, C, Y, X)`` in slice mode."""
-        tiles = torch.stack([self.data[(slice(None), *box)] for box in boxes]).to(device, non_blocking=True)
-        return tiles[:, :, 0] if self.slice_mode else tiles
-
-    def add(self, boxes: list[tuple[slice, ...]], values: torch.Tensor, member_entropy: torch.Tensor | None) -> None:
-        """Blend the tiles' values ``(B, K, *W)`` (and members' entropies ``(B, *W)``) in at ``boxes``."""
-        if self.slice_mode:
-            values = values.unsqueeze(2)
-            member_entropy = member_entropy.unsqueeze(1) if member_entropy is not None else None
-        values = values.to(self.data.device, torch.float32)
-        if self.values is None:
-            self.values = torch.zeros((values.shape[1], *self.data.shape[1:]), dtype=torch.float32,
-                                      device=values.device)  # fmt: skip
-        single = self.weight_sum is None
-        for b, box in enumerate(boxes):
-            _blend(self.values, self.weight_sum, values[b], box, self.weights, single)
-            if self.entropy_sum is not None:
-                _blend(self.entropy_sum, None, member_entropy[b].to(self.entropy_sum.device, torch.float32), box,
-                       self.weights, single)  # fmt: skip
-
-    def normalise(self) -> None:
-        """Divide the sums by the summed weights."""
-        if self.weight_sum is not None:
-            self.values /= self.weight_sum
-            if self.entropy_sum is not None:
-                self.entropy_sum /= self.weight_sum
-
-    def result(self) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """The values ``(K, Z, Y, X)`` (and entropies ``(Z, Y, X)``) with the padding cut off."""
-        size = self.data.shape[1:]
-        crop = tuple(slice(before, length - after) for (before, after), length in zip(self.pads, size))
-        result = self.values[(slice(None), *crop)]
-        return (result, self.entropy_sum[crop]) if self.entropy_sum is not None else result
-
-
-def tile_weights(window: Sequence[int], gaussian: bool = True) -> torch.Tensor:
-    """Blending weights of one tile ``window`` (float32): the Gaussian importance map, or ones."""
-    if gaussian:
-        return torch.from_numpy(gaussian_importance_map(window))
-    return torch.ones(tuple(window), dtype=torch.float32)
-
-
-def window_starts(
-    padded_size: Sequence[int], window: Sequence[int], step: float, slice_mode: bool
-) -> list[tuple[int, ...]]:
-    """Start corners of all tiles, first axis outermost; in ``slice_mode`` every slice along the first axis."""
-    if slice_mode:
-        in_plane = compute_steps(padded_size[1:], window[1:], step)
-        steps = [list(range(padded_size[0])), *in_plane]
-    else:
-        steps = compute_steps(padded_size, window, step)
-    starts: list[tuple[int, ...]] = [()]
-    for axis_steps in steps:
-        starts = [(*s, t) for s in starts for t in axis_steps]
-    return starts
-
-
-def predict_tiles(
-    networks: Sequence[nn.Module],
-    tiles: torch.Tensor,
-    combos: Sequence[tuple[int, ...]],
-    nonlin: str | None,
-    batch_mirrors: bool,
-    with_member_entropy: bool = False,
-    pool: MemberPool | None = None,
-    average_logits: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Average of all members (networks x mirrored variants) for a batch of tiles ``(B, C, *S)``.
-
-    Returns ``(B, K, *S)`` float32 (probabilities after ``nonlin``; logits when ``nonlin`` is None or with
-    ``average_logits``) and, if asked, the members' mean normalised entropy ``(B, *S)`` (of each member's
-    probabilities). Members are summed in a fixed order (network, then ``combos``) however they
-    are computed: mirrored variants in one forward pass (``batch_mirrors``) and/or spread over the threads of
-    ``pool`` (CPU, see :func:`member_threads_context`).
-    """
-    total: torch.Tensor | None = None
-    entropy_total: torch.Tensor | None = None
-    members = [(network, combo) for network in networks for combo in combos]
-    if pool is not None and len(members) > 1:
-        outputs: Iterable[torch.Tensor] = threaded_member_outputs(members, tiles, batch_mirrors, pool)
-    else:
-        outputs = (out for network in networks for out in mirrored_outputs(network, tiles, combos, batch_mirrors))
-    for output in outputs:
-        logits = output.float()
-        needs_probabilities = nonlin is not None and (with_member_entropy or not average_logits)
-        probabilities = _nonlin(logits, nonlin) if needs_probabilities else None
-        if with_member_entropy:
-            entropy = normalised_entropy(probabilities, regions=nonlin == "sigmoid", channel_dim=1)
-            entropy_total = entropy if entropy_total is None else entropy_total.add_(entropy)
-        output = logits if average_logits or probabilities is None else probabilities
-        total = output.clone() if total is None else total.add_(output)
-    total /= len(members)
-    if entropy_total is not None:
-        entropy_total /= len(members)
-    return total, entropy_total
-
-
-def _nonlin(logits: torch.Tensor, nonlin: str) -> torch.Tensor:
-    """Softmax over the class axis (1) of ``(B, K, *S)`` logits, or the element-wise sigmoid (regions)."""
-    return torch.softmax(logits, 1) if nonlin == "softmax" else torch.sigmoid(logits)
-
-
-def apply_nonlin_(logits: torch.Tensor, nonlin: str) -> torch.Tensor:
-    """Turn averaged logits ``(K, Z, Y, X)`` into probabilities in place (no second full-size array): softmax
-    over ``K`` (max subtracted first, so no overflow) or the sigmoid of each region. Returns ``logits``."""
-    with torch.inference_mode(logits.is_inference()):
-        if nonlin == "sigmoid":
-            return logits.sigmoid_()
-        logits.sub_(logits.amax(0, keepdim=True)).exp_()
-        return logits.div_(logits.sum(0, keepdim=True))
-
-
-def mirrored_outputs(
-    network: nn.Module, tiles: torch.Tensor, combos: Sequence[tuple[int, ...]], batch_mirrors: bool
-) -> Iterator[torch.Tensor]:
-    """The network's output for each mirrored variant of ``tiles`` ``(B, C, *S)``, flipped back, in ``combos``
-    order (spatial axis indices; ``()`` is the unflipped input). With ``batch_mirrors`` all variants share one
-    forward pass of ``B * len(combos)`` samples."""
-    if batch_mirrors and len(combos) > 1:
-        batch = tiles.shape[0]
-        stacked = torch.cat([_flip(tiles, combo) for combo in combos])
-        outputs = _forward(network, stacked)
-        for i, combo in enumerate(combos):
-            yield _flip(outputs[i * batch : (i + 1) * batch], combo)
-        return
-    for combo in combos:
-        yield _flip(_forward(network, _flip(tiles, combo)), combo)
-
-
-def threaded_member_outputs(
-    members: Sequence[tuple[nn.Module, tuple[int, ...]]], tiles: torch.Tensor, batch_mirrors: bool, pool: MemberPool
-) -> list[torch.Tensor]:
-    """Member outputs (in member order) computed by the threads of ``pool`` side by side.
-
-    On a CPU with few cores this keeps every core busy with its own forward passes instead of splitting each
-    operation between cores (no synchronisation per operation); see :func:`member_threads_context`. Threads take
-    members round-robin; a thread batches the mirrored variants of one network it holds when ``batch_mirrors``.
-    """
-    threads = pool.threads
-
-    def run(indices: list[int]) -> list[tuple[int, torch.Tensor]]:
-        done = []
-        with torch.inference_mode():
-            for _network, group in itertools.groupby(indices, key=lambda i: id(members[i][0])):
-                group = list(group)
-                combos = [members[i][1] for i in group]
-                done.extend(zip(group, mirrored_outputs(members[group[0]][0], tiles, combos, batch_mirrors)))
-        return done
-
-    groups = [list(range(start, len(members), threads)) for start in range(threads)]
-    results: dict[int, torch.Tensor] = {}
-    for part in pool.executor.map(run, [g for g in groups if g]):
-        results.update(part)
-    return [results[i] for i in range(len(members))]
-
-
-@dataclass(frozen=True)
-class MemberPool:
-    """Threads that compute ensemble members side by side."""
-
-    executor: ThreadPoolExecutor
-    threads: int
-
-
-@contextlib.contextmanager
-def member_threads_context(threads: int) -> Iterator[MemberPool | None]:
-    """A pool of ``threads`` threads for :func:`threaded_member_outputs`, with PyTorch's intra-op threads divided
-    between them for the duration (set once: changing the thread count clears oneDNN's kernel cache)."""
-    if threads <= 1:
-        yield None
-        return
-    previous = torch.get_num_threads()
-    per_thread = max(1, previous // threads)
-    torch.set_num_threads(per_thread)
-    try:
-        # every new thread starts with OpenMP's default thread count: set it there too, or each pass would still
-        # spread over all cores (oversubscribing them) and round differently
-        with ThreadPoolExecutor(threads, "autosegnet-member", torch.set_num_threads, (per_thread,)) as executor:
-            yield MemberPool(executor, threads)
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _forward(network: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    memory_format = getattr(network, MEMORY_FORMAT_ATTRIBUTE, None)  # set by cpu_speed.prepare_for_cpu
-    output = network(x.contiguous(memory_format=memory_format) if memory_format is not None else x)
-    return output[0] if isinstance(output, (list, tuple)) else output  # deep supervision left on: full resolution
-
-
-def _flip(x: torch.Tensor, spatial_axes: tuple[int, ...]) -> torch.Tensor:
-    return torch.flip(x, [a + 2 for a in spatial_axes]) if spatial_axes else x
-
-
-def _box(start: Sequence[int], window: Sequence[int]) -> tuple[slice, ...]:
-    return tuple(slice(s, s + w) for s, w in zip(start, window))
-
-
-def _blend(
-    accumulator: torch.Tensor,
-    weight_sum: torch.Tensor | None,
-    values: torch.Tensor,
-    box: tuple[slice, ...],
-    weights: torch.Tensor,
-    single: bool,
-) -> None:
-    """Add ``values`` (``(K, *W)`` or ``(*W)``) weighted by ``weights`` into ``accumulator[..., box]``; a single
-    tile is copied unweighted."""
-    index = box if values.ndim == len(box) else (slice(None), *box)
-    if single:
-        accumulator[index] = values
-        return
-    accumulator[index] += values * weights
-    if weight_sum is not None:
-        weight_sum[box] += weights
-
-
-def _pad(image: torch.Tensor, pads: Sequence[tuple[int, int]]) -> torch.Tensor:
-    if not any(before or after for before, after in pads):
-        return image
-    flat = [amount for before_after in reversed(pads) for amount in before_after]
-    return torch.nn.functional.pad(image, flat, mode="constant", value=0.0)
 
 
 def _release_cached_memory(device: torch.device) -> None:

@@ -274,6 +274,8 @@ class EngineJob:
         last = self.state.last_event or {}
         if last.get("event") == "error":
             return FAILED
+        if last.get("event") == "done" and last.get("status") == FINISHED:
+            return FINISHED  # a stop that came after the end changes nothing
         if self._stop_requested or last.get("status") == STOPPED:
             return STOPPED
         if self.state.return_code is not None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from AutoSegNetLib.dataset import DatasetJson
 from AutoSegNetLib.errors import AutoSegNetError, did_you_mean
 from AutoSegNetLib.fingerprint import FINGERPRINT_FILE, Fingerprint
-from AutoSegNetLib.layout import PLANS_FILE
+from AutoSegNetLib.layout import DATASET_JSON_FILE, PLANS_FILE
 from AutoSegNetLib.planning.memory import resolve_gpu_memory_gb
 from AutoSegNetLib.planning.planners import CONFIGURATIONS, ExperimentPlanner, get_planner
 from AutoSegNetLib.planning.plans import Plans
@@ -42,7 +42,7 @@ def plan_experiment(workspace: Workspace, dataset: str | int, planner: str | Exp
     name = workspace.resolve_dataset(dataset)
     out_folder = workspace.preprocessed / name
     fingerprint = _load_fingerprint(out_folder / FINGERPRINT_FILE, name)
-    raw_json = workspace.raw / name / "dataset.json"
+    raw_json = workspace.raw / name / DATASET_JSON_FILE
     dataset_json = DatasetJson.load(raw_json)
     chosen = planner if isinstance(planner, ExperimentPlanner) else get_planner(planner)
     chosen = chosen.with_gpu_memory(resolve_gpu_memory_gb(gpu_memory_gb, chosen.gpu_memory_target_gb))
@@ -52,7 +52,7 @@ def plan_experiment(workspace: Workspace, dataset: str | int, planner: str | Exp
     plans.configurations = select_configurations(plans, configurations)
     _keep_custom_configurations(plans, out_folder / PLANS_FILE)
     plans.save(out_folder / PLANS_FILE)
-    with atomic_path(out_folder / "dataset.json", suffix=".json") as tmp:
+    with atomic_path(out_folder / DATASET_JSON_FILE, suffix=".json") as tmp:
         shutil.copyfile(raw_json, tmp)
 
     seconds = time.perf_counter() - started

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from AutoSegNetLib.errors import DatasetFormatError, did_you_mean
+from AutoSegNetLib.layout import PLANS_FILE
 from AutoSegNetLib.utils.atomic import read_json, write_json
 
 PLANS_FORMAT = "autosegnet-plans"
@@ -88,7 +89,7 @@ class Plans:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "plans.json") -> Plans:
+    def from_dict(cls, data: dict[str, Any], source: str = PLANS_FILE) -> Plans:
         data = dict(data)
         if data.get("format") != PLANS_FORMAT:
             raise DatasetFormatError(

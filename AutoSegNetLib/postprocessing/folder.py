@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from AutoSegNetLib.errors import AutoSegNetError
-from AutoSegNetLib.evaluation.evaluate import UNCERTAINTY_SUFFIX, common_ending
+from AutoSegNetLib.evaluation.evaluate import common_ending
 from AutoSegNetLib.imageio import io_for
 from AutoSegNetLib.inference.outputs import write_segmentation
+from AutoSegNetLib.layout import UNCERTAINTY_SUFFIX
 from AutoSegNetLib.postprocessing.rules import apply_postprocessing, check_rules
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.layout import POSTPROCESSING_FILE
 
 POSTPROCESSING_FORMAT = "autosegnet-postprocessing"
 POSTPROCESSING_VERSION = 1
@@ -46,7 +47,7 @@ def apply_postprocessing(segmentation: np.ndarray, rules: dict[str, Any]) -> np.
     return segmentation
 
 
-def check_rules(rules: dict[str, Any], source: str = "postprocessing.json") -> None:
+def check_rules(rules: dict[str, Any], source: str = POSTPROCESSING_FILE) -> None:
     """Raise a clear error for a postprocessing file this engine cannot apply."""
     if not isinstance(rules, dict) or rules.get("format") != POSTPROCESSING_FORMAT:
         raise AutoSegNetError(f"{source} is not an AutoSegNet postprocessing file (format {POSTPROCESSING_FORMAT!r}).")

@@ -31,6 +31,7 @@ from AutoSegNetLib.dataset.dataset_json import DatasetJson
 from AutoSegNetLib.dataset.raw import Case, RawDataset
 from AutoSegNetLib.dataset.verify import read_checked_case, require_training_layout
 from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.layout import PLANS_FILE_STEM
 from AutoSegNetLib.planning.plans import ConfigurationPlan, Plans
 from AutoSegNetLib.preprocessing.case import preprocess_case_arrays, target_spacing
 from AutoSegNetLib.preprocessing.incremental import (
@@ -77,7 +78,7 @@ class _Task:
 
 
 def preprocess_dataset(workspace: Workspace, dataset: str | int, configurations: list[str], num_workers: int,
-                       reporter: ProgressReporter | None = None, plans_name: str = "plans",
+                       reporter: ProgressReporter | None = None, plans_name: str = PLANS_FILE_STEM,
                        stop: StopRequest | None = None) -> dict[str, Any]:
     """Preprocess the training cases of ``dataset`` for ``configurations`` (names in ``<plans_name>.json``).
 

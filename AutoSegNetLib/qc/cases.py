@@ -16,8 +16,9 @@ from AutoSegNetLib.dataset.dataset_json import IGNORE_LABEL_NAME, DatasetJson
 from AutoSegNetLib.dataset.listing import group_channel_files
 from AutoSegNetLib.dataset.raw import RawDataset
 from AutoSegNetLib.errors import AutoSegNetError
-from AutoSegNetLib.evaluation.evaluate import UNCERTAINTY_SUFFIX, common_ending
+from AutoSegNetLib.evaluation.evaluate import common_ending
 from AutoSegNetLib.imageio import file_ending, registered_ios
+from AutoSegNetLib.layout import UNCERTAINTY_SUFFIX
 
 log = logging.getLogger(__name__)
 

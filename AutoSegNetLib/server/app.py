@@ -210,7 +210,7 @@ def _add_job_routes(app: FastAPI, Client, queue: JobQueue) -> None:
     @app.post("/v1/jobs", status_code=201)
     def submit(request: JobRequest, ns: Client) -> dict:
         """Queue an engine command (plan-and-preprocess, preprocess, train, predict, verify, export-model,
-        install-model)."""
+        install-model, version)."""
         with queue.lock:
             return queue.submit(ns, request.command, request.args, request.kind, request.label,
                                 request.meta).describe()

@@ -37,6 +37,8 @@ RULES: dict[str, CommandRule] = {
                            outputs=frozenset({"-o", "--output"})),
     "export-model": CommandRule(outputs=frozenset({"-o", "--output"})),
     "install-model": CommandRule(path_first=True),
+    "version": CommandRule(inputs=frozenset({"--based-on"})),
+    "models": CommandRule(),  # the catalogue: list, show, install (downloads on the server)
 }
 SERVER_OPTIONS = ("--workspace", "--stop-file", "--progress")
 

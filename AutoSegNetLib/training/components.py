@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.layout import PLANS_FILE
 from AutoSegNetLib.network import NetworkSpec, build_network
 from AutoSegNetLib.planning.plans import ConfigurationPlan
 from AutoSegNetLib.training.augmentation import AugmentationGeometry, training_transforms
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 def patch_and_batch_size(plan: ConfigurationPlan, config: TrainingConfig) -> tuple[list[int], int]:
     """The patch (voxels per axis) and global batch size: the plan's unless the config overrides them."""
     patch = list(config.patch_size) if config.patch_size is not None else list(plan.patch_size)
-    spec = NetworkSpec.from_dict(plan.network, source=f"plans.json: configurations.{plan.name}.network")
+    spec = NetworkSpec.from_dict(plan.network, source=f"{PLANS_FILE}: configurations.{plan.name}.network")
     if len(patch) != spec.ndim:
         raise AutoSegNetError(f"patch_size {patch} must have {spec.ndim} axes for configuration {plan.name!r}.")
     total_stride = np.prod(np.asarray(spec.strides), axis=0)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.layout import PLANS_FILE, STATUS_FILE, checkpoint_file_name, fold_folder_name, model_folder_path
 from AutoSegNetLib.progress import ProgressReporter
 from AutoSegNetLib.training.checkpoint import load_checkpoint, newest_checkpoint
 from AutoSegNetLib.training.components import (
@@ -33,13 +34,7 @@ from AutoSegNetLib.training.distributed import (
     init_process_group,
     shutdown_process_group,
 )
-from AutoSegNetLib.training.fold_setup import (
-    FoldSetup,
-    fold_folder_name,
-    fold_lock,
-    model_folder_path,
-    populate_model_folder,
-)
+from AutoSegNetLib.training.fold_setup import FoldSetup, fold_lock, populate_model_folder
 from AutoSegNetLib.training.fold_setup import prepare_fold as _prepare_fold
 from AutoSegNetLib.training.loader import BatchLoader, DataWorkerError
 from AutoSegNetLib.training.loop import LoopSettings, TrainingState, run_training
@@ -75,8 +70,8 @@ def train(workspace: Workspace, dataset: str, configuration: str, fold: int | st
             if is_main:
                 populate_model_folder(setup, workspace,
                                       None if validate_only else patch_and_batch_size(setup.plan, config)[0])
-                reporter = reporter.with_status_file(setup.fold_folder / "status.json")
-                status = ProgressReporter("none", status_file=setup.fold_folder / "status.json")
+                reporter = reporter.with_status_file(setup.fold_folder / STATUS_FILE)
+                status = ProgressReporter("none", status_file=setup.fold_folder / STATUS_FILE)
             else:
                 reporter = ProgressReporter("none")
             stop = stop or StopRequest()
@@ -101,7 +96,7 @@ def saved_training_config(workspace: Workspace, dataset: str, configuration: str
                           ) -> TrainingConfig | None:
     """The config stored in the checkpoint ``--continue`` would resume from, or None (no checkpoint)."""
     name = workspace.resolve_dataset(dataset)
-    plans_path = workspace.preprocessed / name / "plans.json"
+    plans_path = workspace.preprocessed / name / PLANS_FILE
     if not plans_path.is_file():
         return None
     from AutoSegNetLib.planning.plans import Plans
@@ -131,7 +126,7 @@ def _run(setup: FoldSetup, workspace: Workspace, config: TrainingConfig, runtime
     c = make_components(setup, config, runtime, distributed, pretrained if resume_from is None else None)
     sources, geometry = make_batch_sources(setup, config, rank, world)
     if validate_only:
-        _load_weights(c, setup.fold_folder / "checkpoint_final.pth")
+        _load_weights(c, setup.fold_folder / checkpoint_file_name("final"))
         _final_validation(setup, workspace, c, list(geometry.mirror_axes), reporter, distributed)
         return
     settings = LoopSettings.from_config(config)
@@ -153,7 +148,7 @@ def _run(setup: FoldSetup, workspace: Workspace, config: TrainingConfig, runtime
                 raise
         if not finished:
             reporter.emit("done", status="stopped", epoch=state.epoch, iteration=state.iteration,
-                          checkpoint=str(setup.fold_folder / "checkpoint_latest.pth"))
+                          checkpoint=str(setup.fold_folder / checkpoint_file_name("latest")))
             return
         outputs.save("final", state)
         outputs.plot(state)

@@ -37,6 +37,7 @@ from AutoSegNetLib.imageio import io_for
 from AutoSegNetLib.inference.labels import probabilities_to_segmentation
 from AutoSegNetLib.inference.model_folder import ModelFolder
 from AutoSegNetLib.inference.sliding_window import SlidingWindowInferer, SlidingWindowSettings
+from AutoSegNetLib.layout import SUMMARY_FILE, VALIDATION_FOLDER, checkpoint_file_name
 from AutoSegNetLib.progress import ProgressReporter
 from AutoSegNetLib.training.cascade import (
     previous_stage_channels,
@@ -85,7 +86,7 @@ def validate_fold(setup: FoldSetup, workspace: Workspace, model: nn.Module, runt
     """Predict and evaluate the fold's validation cases (shared across DDP ranks); rank 0 writes and returns
     the summary (other ranks return None)."""
     started = time.perf_counter()
-    folder = setup.fold_folder / "validation"
+    folder = setup.fold_folder / VALIDATION_FOLDER
     if rank == 0 and folder.is_dir():
         shutil.rmtree(folder)
     barrier()
@@ -112,10 +113,10 @@ def validate_fold(setup: FoldSetup, workspace: Workspace, model: nn.Module, runt
         if rank != 0:
             return None
         summary = {"space": "preprocessed", **summarise(per_case, labels)}
-    summary = {"configuration": setup.configuration, "fold": setup.fold, "checkpoint": "checkpoint_final.pth",
+    summary = {"configuration": setup.configuration, "fold": setup.fold, "checkpoint": checkpoint_file_name("final"),
                **summary}
-    save_summary(folder / "summary.json", summary)
-    reporter.emit("validation", path=str(folder / "summary.json"), space=summary["space"],
+    save_summary(folder / SUMMARY_FILE, summary)
+    reporter.emit("validation", path=str(folder / SUMMARY_FILE), space=summary["space"],
                   dice={summary["labels"][k]: v.get("Dice") for k, v in summary["mean"].items()},
                   foreground_mean_dice=summary["foreground_mean"].get("Dice"),
                   seconds=round(time.perf_counter() - started, 2))

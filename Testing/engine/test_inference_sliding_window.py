@@ -15,6 +15,7 @@ from scipy.ndimage import gaussian_filter
 from torch import nn
 
 from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.inference.blend import tile_weights
 from AutoSegNetLib.inference.sliding_window import (
     OutOfMemoryError,
     SlidingWindowInferer,
@@ -22,7 +23,6 @@ from AutoSegNetLib.inference.sliding_window import (
     WindowAttempt,
     fallback_plan,
     sliding_window_predict,
-    tile_weights,
 )
 from AutoSegNetLib.inference.tiles import compute_steps, gaussian_importance_map, mirror_combinations, padding_for
 from AutoSegNetLib.inference.uncertainty import disagreement, normalised_entropy

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import slicer
-from AutoSegNetSceneLib import models, volumes
+from AutoSegNetSceneLib import volumes
 from AutoSegNetSceneLib.import_prediction import import_segmentation
+
+from AutoSegNetLib.models import versions
 
 # (name, IJK-to-RAS) placements the geometry tests run over.
 PLACEMENTS = {
@@ -67,7 +69,7 @@ def make_model(folder: Path, folds=("all",), dice=0.8) -> Path:
     (folder / "dataset.json").write_text(json.dumps(DATASET_JSON))
     for fold in folds:
         (folder / f"fold_{fold}" / "validation").mkdir(parents=True)
-        (folder / f"fold_{fold}" / models.CHECKPOINT).write_bytes(b"weights " + fold.encode())
+        (folder / f"fold_{fold}" / versions.CHECKPOINT).write_bytes(b"weights " + fold.encode())
         (folder / f"fold_{fold}" / "checkpoint_latest.pth").write_bytes(b"not copied")
         summary = {"foreground_mean": {"Dice": dice}, "mean": {"1": {"Dice": dice}}}
         (folder / f"fold_{fold}" / "validation" / "summary.json").write_text(json.dumps(summary))

@@ -79,6 +79,17 @@ class FakeQt(types.ModuleType):
 
     Qt = types.SimpleNamespace(Unchecked=0, Checked=2)
 
+    class QSettings:
+        """Slicer's settings file, in memory."""
+
+        store: dict = {}
+
+        def value(self, key: str, default=None):
+            return self.store.get(key, default)
+
+        def setValue(self, key: str, value) -> None:
+            self.store[key] = value
+
 
 @pytest.fixture
 def panel(a_scene, a_workspace, monkeypatch):
@@ -171,3 +182,29 @@ def test_the_catalogue_is_listed_and_an_empty_one_disables_its_install_button(pa
     if not panel._catalogue:
         with pytest.raises(ValueError, match="no model to install yet"):
             panel.ui.installCatalogueButton.click()
+
+
+def test_the_server_engine_is_chosen_in_setup_and_its_token_stays_out_of_the_scene(panel, tmp_path):
+    pytest.importorskip("fastapi", reason="the server needs the 'server' extra (fastapi, uvicorn)")
+    from Testing.engine._helpers_server import ALICE, running_server
+
+    with running_server(tmp_path / "server") as server:
+        panel.parameters.engine = "server"
+        panel.parameters.serverUrl = server.url
+        panel.ui.serverTokenLineEdit.text = ALICE
+        panel.ui.testConnectionButton.click()
+        assert panel.ui.serverInfoLabel.text.startswith("Connected: AutoSegNet ")
+        assert " as alice; cpu" in panel.ui.serverInfoLabel.text
+        assert panel.logic.workflow.engine.remote and FakeQt.QSettings.store["AutoSegNet/serverToken"] == ALICE
+        node = panel.parameters.parameterNode
+        stored = [node.GetParameter(name) for name in node.GetParameterNames()]
+        assert server.url in stored and not any(ALICE in value for value in stored)  # the scene never holds it
+
+        panel.ui.serverTokenLineEdit.text = "wrong-token-0123456789"
+        with pytest.raises(Exception, match="401"):
+            panel.ui.testConnectionButton.click()
+
+    panel.parameters.engine = "this computer"
+    panel.ui.testConnectionButton.click()
+    assert panel.ui.serverInfoLabel.text == "Jobs run on this computer."
+    assert not panel.logic.workflow.engine.remote

@@ -11,7 +11,6 @@ from AutoSegNetSceneLib.export import label_array
 from AutoSegNetSceneLib.import_prediction import (
     import_scalar_volume,
     import_segmentation,
-    model_label_names,
     read_on_volume_grid,
 )
 from AutoSegNetSceneLib.labels import LabelTable, label_color
@@ -20,6 +19,7 @@ from AutoSegNetSceneLib.synthetic import synthetic_arrays
 
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.imageio import io_for
+from AutoSegNetLib.models.versions import model_label_names
 from Testing.scene._helpers_slicer import PLACEMENTS, add_volume, segment_names
 
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from AutoSegNetSceneLib import models
 
 from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.models import versions
 from Testing.scene._helpers_slicer import make_model
 
 
 def test_a_trained_model_folder_is_found_with_labels_folds_and_dice(tmp_path):
     make_model(tmp_path / "results" / "Dataset007_Scene" / "AutoSegNet__plans__3d_fullres", folds=("0", "1"))
-    [model] = models.find_models(tmp_path)
+    [model] = versions.find_models(tmp_path)
     assert (model.dataset, model.configuration, model.folds) == ("Dataset007_Scene", "3d_fullres", ["0", "1"])
     assert model.labels == {1: "ball", 2: "box"} and model.channel_names == ["CT"]
     assert model.dice == pytest.approx(0.8) and model.version is None
@@ -22,40 +22,40 @@ def test_a_trained_model_folder_is_found_with_labels_folds_and_dice(tmp_path):
 
 def test_folders_without_a_final_checkpoint_are_not_models(tmp_path):
     folder = make_model(tmp_path / "results" / "D" / "AutoSegNet__plans__2d")
-    (folder / "fold_all" / models.CHECKPOINT).unlink()
-    assert models.find_models(tmp_path) == []
+    (folder / "fold_all" / versions.CHECKPOINT).unlink()
+    assert versions.find_models(tmp_path) == []
 
 
 def test_each_snapshot_is_the_next_version_and_keeps_only_what_prediction_needs(tmp_path):
     working = make_model(tmp_path / "results" / "Dataset007_Scene" / "AutoSegNet__plans__3d_fullres")
-    first = models.snapshot_version(working, tmp_path / "versions", "Dataset007_Scene", "3d_fullres")
-    second = models.snapshot_version(working, tmp_path / "versions", "Dataset007_Scene", "3d_fullres",
+    first = versions.snapshot_version(working, tmp_path / "versions", "Dataset007_Scene", "3d_fullres")
+    second = versions.snapshot_version(working, tmp_path / "versions", "Dataset007_Scene", "3d_fullres",
                                      based_on=first.folder)
     assert (first.version, second.version) == ("v001", "v002")
-    assert (second.folder / "fold_all" / models.CHECKPOINT).read_bytes() == b"weights all"
+    assert (second.folder / "fold_all" / versions.CHECKPOINT).read_bytes() == b"weights all"
     assert not (second.folder / "fold_all" / "checkpoint_latest.pth").exists()
     assert second.extra["based_on"] == str(first.folder) and second.dice == pytest.approx(0.8)
-    assert [m.version for m in models.find_models(tmp_path)] == [None, "v001", "v002"]
+    assert [m.version for m in versions.find_models(tmp_path)] == [None, "v001", "v002"]
 
 
 def test_fine_tuning_first_saves_an_unsaved_training_then_empties_the_fold(tmp_path):
     working = make_model(tmp_path / "results" / "D" / "AutoSegNet__plans__2d")
-    models.prepare_for_finetuning(working, "all", tmp_path / "versions", "D", "2d")
+    versions.prepare_for_finetuning(working, "all", tmp_path / "versions", "D", "2d")
     assert not (working / "fold_all").exists()
-    [saved] = [m for m in models.find_models(tmp_path) if m.version]
+    [saved] = [m for m in versions.find_models(tmp_path) if m.version]
     assert saved.extra["note"] == "saved before fine-tuning"
 
 
 def test_fine_tuning_does_not_save_a_training_twice(tmp_path):
     working = make_model(tmp_path / "results" / "D" / "AutoSegNet__plans__2d")
-    models.snapshot_version(working, tmp_path / "versions", "D", "2d")
-    models.prepare_for_finetuning(working, "all", tmp_path / "versions", "D", "2d")
-    assert [m.version for m in models.find_models(tmp_path)] == ["v001"]
+    versions.snapshot_version(working, tmp_path / "versions", "D", "2d")
+    versions.prepare_for_finetuning(working, "all", tmp_path / "versions", "D", "2d")
+    assert [m.version for m in versions.find_models(tmp_path)] == ["v001"]
 
 
 def test_snapshotting_a_folder_without_a_finished_training_is_refused(tmp_path):
     with pytest.raises(AutoSegNetError, match="no finished training"):
-        models.snapshot_version(tmp_path, tmp_path / "versions", "D", "2d")
+        versions.snapshot_version(tmp_path, tmp_path / "versions", "D", "2d")
 
 
 @pytest.mark.parametrize(("summary", "dice"), [
@@ -67,4 +67,4 @@ def test_snapshotting_a_folder_without_a_finished_training_is_refused(tmp_path):
 def test_validation_dice_is_read_from_the_summary(tmp_path, summary, dice):
     (tmp_path / "validation").mkdir()
     (tmp_path / "validation" / "summary.json").write_text(json.dumps(summary))
-    assert models.validation_dice(tmp_path) == (pytest.approx(dice) if dice is not None else None)
+    assert versions.validation_dice(tmp_path) == (pytest.approx(dice) if dice is not None else None)

@@ -222,7 +222,7 @@ def test_auto_configuration_is_2d_for_single_slice_images(workflow, a_scene):
 
 
 def test_segmenting_with_the_wrong_number_of_channels_is_refused(workflow, a_scene, tmp_path):
-    from AutoSegNetSceneLib.models import ModelInfo
+    from AutoSegNetLib.models.versions import ModelInfo
 
     volume, _, _ = add_synthetic_case(a_scene, "target")
     model = ModelInfo(tmp_path, "D", "3d_fullres", ["all"], {1: "a"}, ["T1", "T2"])

@@ -2,9 +2,10 @@
 
 A model folder holds ``plans.json``, ``dataset.json`` and ``fold_<k>/checkpoint_final.pth`` (the engine's
 :mod:`AutoSegNetLib.layout`). Training writes into ``results/<Dataset>/AutoSegNet__<plans>__<configuration>/``;
-after each successful training the module copies what prediction needs (plans, dataset.json, final checkpoints,
-validation summary) into ``versions/<Dataset>/<configuration>/v<NNN>/``, so the user can go back to any
-round. Retraining fine-tunes from a version into the working folder again.
+after each successful training ``autosegnet version save`` copies what prediction needs (plans, dataset.json,
+final checkpoints, validation summary) into ``versions/<Dataset>/<configuration>/v<NNN>/``, so the user can go
+back to any round. Retraining fine-tunes from a version into the working folder again (``version prepare``
+empties the working fold first). Torch-free: the Slicer module lists models with it.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from AutoSegNetLib.layout import (
     split_model_folder_name,
 )
 from AutoSegNetLib.utils.atomic import write_json
-from AutoSegNetSceneLib.import_prediction import model_label_names
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +68,29 @@ class ModelInfo:
         return text
 
 
-def read_model(folder: Path) -> ModelInfo | None:
-    """The model in ``folder``, or None if it is not a usable model folder (no final checkpoint)."""
+def model_label_names(dataset_labels: dict[str, int | list[int]],
+                      regions_class_order: list[int] | None = None) -> dict[int, str]:
+    """``{value in the prediction: name}`` from a model's dataset.json ``labels``.
+
+    Region-based models write ``regions_class_order[i]`` for the i-th region (labels in file order).
+    """
+    foreground = [(name, value) for name, value in dataset_labels.items()
+                  if name not in ("background", "ignore") and value not in (0, [0])]
+    if regions_class_order is not None:
+        return {int(v): name for (name, _), v in zip(foreground, regions_class_order)}
+    return {int(value): name for name, value in foreground}
+
+
+def read_model(folder: Path, folds: list[str] | None = None) -> ModelInfo | None:
+    """The model in ``folder``, or None if it is not a usable model folder (no final checkpoint).
+
+    ``folds``: the folds with a final checkpoint when they are known otherwise -- a server's model, whose
+    metadata the client mirrors without its checkpoints.
+    """
     folder = Path(folder)
     if not (folder / PLANS_FILE).is_file() or not (folder / DATASET_JSON_FILE).is_file():
         return None
-    folds = folds_with_checkpoint(folder, CHECKPOINT_KIND)
+    folds = list(folds) if folds is not None else folds_with_checkpoint(folder, CHECKPOINT_KIND)
     if not folds:
         return None
     dataset = _read_json(folder / DATASET_JSON_FILE)
