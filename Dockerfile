@@ -42,7 +42,7 @@ RUN PYTHON=python3 TORCH_INDEX="${TORCH_INDEX}" bash scripts/install_engine.sh -
 
 COPY pyproject.toml README.md LICENSE ./
 COPY AutoSegNetLib AutoSegNetLib
-RUN PYTHON=python3 TORCH_INDEX="${TORCH_INDEX}" bash scripts/install_engine.sh /opt/autosegnet/venv \
+RUN PYTHON=python3 TORCH_INDEX="${TORCH_INDEX}" bash scripts/install_engine.sh /opt/autosegnet/venv server \
     && /opt/autosegnet/venv/bin/autosegnet --version
 
 # A non-root user that owns the workspace folder, so that a fresh named volume is writable by it. USER is numeric
@@ -55,6 +55,8 @@ RUN groupadd --gid "${APP_GID}" autosegnet \
 ENV AUTOSEGNET_HOME=/workspace \
     PATH=/opt/autosegnet/venv/bin:${PATH}
 VOLUME ["/workspace"]
+# `autosegnet serve --host 0.0.0.0` (with tokens) listens here; see README "Train and segment on a GPU server".
+EXPOSE 8765
 WORKDIR /workspace
 USER ${APP_UID}:${APP_GID}
 

@@ -16,14 +16,15 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import psutil
 
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.jobs import process as proc
-from AutoSegNetLib.jobs.state import FAILED, FINISHED, STOPPED, JobState, format_seconds
+from AutoSegNetLib.jobs.followed import FollowedJob
+from AutoSegNetLib.jobs.state import FAILED, FINISHED, STOPPED, format_seconds
 from AutoSegNetLib.utils.atomic import write_json
 
 log = logging.getLogger(__name__)
@@ -32,15 +33,13 @@ JOB_FILE = "job.json"
 EVENTS_FILE, LOG_FILE = proc.EVENTS_FILE, proc.LOG_FILE
 
 
-class EngineJob:
+class EngineJob(FollowedJob):
     """One engine process and what it reported."""
 
     def __init__(self, folder: Path, record: dict, process=None) -> None:
+        super().__init__()
         self.folder = Path(folder)
         self.record = record
-        self.state = JobState()
-        self.on_event: list[Callable[[dict], None]] = []
-        self.on_finished: list[Callable[[EngineJob], None]] = []
         self.output: list[str] = []  # stdout lines that were not events
         self._process = process  # a subprocess.Popen when this Slicer started it
         self._offset = 0
@@ -50,7 +49,6 @@ class EngineJob:
         self._stop_requested = False
         self._tree: list[psutil.Process] = []
         self._killer: proc.TreeKiller | None = None
-        self._done = False
 
     # ----- starting and finding jobs -------------------------------------------------------------------
     @classmethod
@@ -113,20 +111,8 @@ class EngineJob:
 
     # ----- following -------------------------------------------------------------------------------------
     @property
-    def kind(self) -> str:
-        return self.record.get("kind", "")
-
-    @property
-    def meta(self) -> dict:
-        return self.record.get("meta") or {}
-
-    @property
     def pid(self) -> int | None:
         return self.record.get("pid")
-
-    @property
-    def running(self) -> bool:
-        return not self._done
 
     def poll(self) -> list[dict]:
         """Read new events, update :attr:`state`, call the callbacks; returns the new events. Never waits."""
@@ -148,34 +134,12 @@ class EngineJob:
             self._finish()
         return events
 
-    def _dispatch(self, events: list[dict]) -> None:
-        for event in events:
-            self.state.update(event)
-            for callback in list(self.on_event):
-                callback(event)
-
-    def wait(self, timeout: float | None = None, interval: float = 0.1) -> JobState:
-        """Poll until the job ends (or ``timeout`` seconds pass); for scripts and tests, never the GUI thread."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.running:
-            self.poll()
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"Job {self.folder.name} still running after {timeout} s.")
-            if self.running:
-                time.sleep(interval)
-        return self.state
-
     def log_tail(self, lines: int = 20) -> str:
         """The last lines the engine wrote to stderr."""
         path = self.folder / LOG_FILE
         if not path.is_file():
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-    def detach(self) -> None:
-        """Stop following: callbacks are dropped, the engine keeps running (e.g. the scene was closed)."""
-        self.on_event.clear()
-        self.on_finished.clear()
 
     # ----- stopping ---------------------------------------------------------------------------------------
     def stop(self, grace_s: float = 120.0) -> None:
@@ -265,10 +229,8 @@ class EngineJob:
         self.state.status = self._final_status()
         if self.state.status == FAILED and not self.state.message:
             self.state.message = self.log_tail(5) or f"the engine exited with status {self.state.return_code}"
-        self._done = True
         log.info("Job %s %s. %s", self.folder.name, self.state.status, self.state.message)
-        for callback in list(self.on_finished):
-            callback(self)
+        self._announce_finished()
 
     def _final_status(self) -> str:
         last = self.state.last_event or {}

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from AutoSegNetLib.jobs.state import FAILED, FINISHED, STOPPED, JobState
+from AutoSegNetLib.jobs.followed import InboxJob
+from AutoSegNetLib.jobs.state import FAILED
 from AutoSegNetLib.remote.connection import Connection, RemoteError
 from AutoSegNetLib.utils.atomic import write_json
 
@@ -28,17 +28,13 @@ RETRY_S = (0.5, 1.0, 2.0, 5.0)  # waits between reconnections, the last repeated
 GIVE_UP_S = 600.0  # a server unreachable this long fails the job (it may still run there: reattach later)
 
 
-class RemoteJob:
+class RemoteJob(InboxJob):
     """One server job, followed from this process."""
 
     def __init__(self, connection: Connection, folder: Path, record: dict) -> None:
+        super().__init__()
         self.connection, self.folder, self.record = connection, Path(folder), record
-        self.state = JobState()
-        self.on_event: list[Callable[[dict], None]] = []
-        self.on_finished: list[Callable[[RemoteJob], None]] = []
         self.events_seen = 0
-        self._inbox: queue.Queue = queue.Queue()
-        self._done = False
         self._tail = ""
         self._thread: threading.Thread | None = None
 
@@ -63,47 +59,8 @@ class RemoteJob:
 
     # ----- the interface of EngineJob -------------------------------------------------------------------------
     @property
-    def kind(self) -> str:
-        return self.record.get("kind", "")
-
-    @property
-    def meta(self) -> dict:
-        return self.record.get("meta") or {}
-
-    @property
     def id(self) -> str | None:
         return self.record.get("id")
-
-    @property
-    def running(self) -> bool:
-        return not self._done
-
-    def poll(self) -> list[dict]:
-        """Take what the thread received; never waits."""
-        events = []
-        while not self._done:
-            try:
-                kind, payload = self._inbox.get_nowait()
-            except queue.Empty:
-                break
-            if kind == "event":
-                events.append(payload)
-                self.state.update(payload)
-                for callback in list(self.on_event):
-                    callback(payload)
-            else:
-                self._finish(*payload)
-        return events
-
-    def wait(self, timeout: float | None = None, interval: float = 0.1) -> JobState:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.running:
-            self.poll()
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"Remote job {self.id} still running after {timeout} s.")
-            if self.running:
-                time.sleep(interval)
-        return self.state
 
     def stop(self, grace_s: float = 120.0) -> None:
         """Ask the server to stop the job cleanly; returns at once."""
@@ -116,10 +73,6 @@ class RemoteJob:
 
     def log_tail(self, lines: int = 20) -> str:
         return "\n".join(self._tail.splitlines()[-lines:])
-
-    def detach(self) -> None:
-        self.on_event.clear()
-        self.on_finished.clear()
 
     # ----- the thread ---------------------------------------------------------------------------------------
     def _follow(self) -> None:
@@ -135,9 +88,9 @@ class RemoteJob:
             if status == FAILED:
                 self._tail = self.connection.text("GET", f"/v1/jobs/{self.id}/log?lines=50")
                 message = self.connection.json("GET", f"/v1/jobs/{self.id}").get("message") or ""
-            self._inbox.put(("end", (status, message)))
+            self.inbox.put(("end", (status, message)))
         except Exception as exc:  # reported through the job's state, never raised in the GUI thread
-            self._inbox.put(("end", (FAILED, str(exc))))
+            self.inbox.put(("end", (FAILED, str(exc))))
 
     def _submit(self) -> None:
         body = {k: self.record[k] for k in ("command", "args", "kind", "label", "meta")}
@@ -157,7 +110,7 @@ class RemoteJob:
                     if name == "end":
                         return str(data.get("status") or FAILED)
                     self.events_seen = number or self.events_seen + 1
-                    self._inbox.put(("event", data))
+                    self.inbox.put(("event", data))
             except (RemoteError, OSError, ValueError) as exc:
                 if getattr(exc, "status", 0) in (401, 403, 404):
                     raise
@@ -175,11 +128,3 @@ class RemoteJob:
             self.connection.json("POST", f"/v1/jobs/{self.id}/stop")
         except RemoteError as exc:
             log.warning("Could not ask the server to stop job %s: %s", self.id, exc)
-
-    def _finish(self, status: str, message: str) -> None:
-        self.state.status = status if status in (FINISHED, FAILED, STOPPED) else FAILED
-        self.state.message = message or self.state.message
-        self.state.return_code = 0 if status != FAILED else 1
-        self._done = True
-        for callback in list(self.on_finished):
-            callback(self)
