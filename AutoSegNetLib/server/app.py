@@ -24,7 +24,7 @@ from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.server import uploads
 from AutoSegNetLib.server.config import LOCAL_CLIENT, ServerConfig
 from AutoSegNetLib.server.events import event_stream
-from AutoSegNetLib.server.info import gpu_has_room, server_info
+from AutoSegNetLib.server.info import devices, gpu_has_room, server_info
 from AutoSegNetLib.server.job_queue import JobQueue, ServerJob
 from AutoSegNetLib.server.model_listing import list_models
 from AutoSegNetLib.server.namespace import (
@@ -94,6 +94,7 @@ def _lifespan(config: ServerConfig, queue: JobQueue):
         with queue.lock:
             found = queue.reattach([namespace_for(config.workspace, name) for name in clients])
         log.info("Re-attached %d job(s).", found)
+        threading.Thread(target=devices, daemon=True).start()  # imports torch now, not on the first job
         stop = threading.Event()
         ticker = threading.Thread(target=_tick_until, args=(queue, stop, config.poll_interval_s), daemon=True)
         ticker.start()
@@ -250,6 +251,8 @@ def _add_job_routes(app: FastAPI, Client, queue: JobQueue) -> None:
 
         def finished() -> str | None:
             with queue.lock:
+                if found.engine is not None and found.engine.running:
+                    found.engine.poll()  # notice the end now rather than at the queue's next tick
                 return None if found.status in ("queued", "running") else found.status
 
         return StreamingResponse(event_stream(found.folder, start, finished), media_type="text/event-stream",

@@ -35,7 +35,7 @@ class ServerConfig:
     certfile: Path | None = None
     keyfile: Path | None = None
     python: str | None = None  # the interpreter that runs engine jobs (default: this one)
-    poll_interval_s: float = 0.5
+    poll_interval_s: float = 0.2
 
     def __post_init__(self) -> None:
         if not self.tokens and not is_loopback(self.host):

@@ -45,7 +45,7 @@ def format_message(data: dict, event_id: int | None = None, name: str | None = N
 
 
 async def event_stream(folder: Path, after: int, finished: Callable[[], str | None],
-                       interval_s: float = 0.25, heartbeat_s: float = 15.0) -> AsyncIterator[str]:
+                       interval_s: float = 0.1, heartbeat_s: float = 15.0) -> AsyncIterator[str]:
     """Server-sent events of the job in ``folder`` after event number ``after``; ``finished()`` returns the
     job's final status once it has ended (else None)."""
     number, offset, last_sent = 0, 0, time.monotonic()

@@ -9,13 +9,15 @@ Starts a real server on this machine (loopback: the figures are the software's c
    raw size; then again with nothing changed, and with one case changed (incremental);
 2. trains a tiny model on the server, then predicts one image of ``--predict-shape`` twice: locally
    (``python -m AutoSegNetLib predict`` on the same model folder) and through the server (upload, queue, job,
-   events, download). Overhead = remote - local - transfer time (target: < 10 % of the local time).
+   events, download), ``--repeats`` times each, alternated. Overhead = median remote - median local - median
+   transfer time (target: < 10 % of the local time).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -62,7 +64,7 @@ def write_cases(folder: Path, count: int, shape: tuple[int, int, int], seed: int
     for index in range(count):
         image, labels = ct_like(rng, shape)
         name = f"case_{index:04d}"
-        io.write_image(image[None], folder / "imagesTr" / f"{name}_0000.nii.gz", geometry)
+        io.write_image(image, folder / "imagesTr" / f"{name}_0000.nii.gz", geometry)
         io.write_seg(labels, folder / "labelsTr" / f"{name}.nii.gz", geometry)
         hashes[name] = hashlib.sha256(image.tobytes() + labels.tobytes()).hexdigest()
         raw += image.nbytes + labels.nbytes
@@ -107,7 +109,7 @@ def run_job(connection, local: Path, command: str, *args: str) -> float:
     return time.perf_counter() - start
 
 
-def bench_predict(server: Server, local: Path, shape) -> dict:
+def bench_predict(server: Server, local: Path, shape, repeats: int) -> dict:
     connection = server.connection()
     sync_dataset(connection, synthetic_raw_dataset(local / "tiny", 4))
     tiny = "Dataset900_SyntheticEllipsoids"
@@ -116,24 +118,30 @@ def bench_predict(server: Server, local: Path, shape) -> dict:
     model = f"results/{tiny}/AutoSegNet__nnUNetPlans__3d_fullres"
     image, _ = ct_like(np.random.default_rng(5), shape)
     inputs = local / "predict-input"
-    io_for(".nii.gz").write_image(image[None].astype(np.float32), inputs / "img_0000.nii.gz",
+    io_for(".nii.gz").write_image(image.astype(np.float32), inputs / "img_0000.nii.gz",
                                   Geometry(spacing=(1.5, 1.0, 1.0)))
     server_root = server.workspace / "clients" / "alice"
     common = ["-f", "all", "--no-tta", "--device", "cpu"]
-    _, local_s = timed(subprocess.run, [sys.executable, "-m", "AutoSegNetLib", "predict", "-i", str(inputs), "-o",
-                                        str(local / "local-out"), "--model-folder", str(server_root / model),
-                                        *common, "--progress", "none"], check=True, cwd=str(REPO),
-                       capture_output=True)
-    start = time.perf_counter()
-    _, upload_s = timed(connection.upload, "PUT", "/v1/files/jobs/bench/input/img_0000.nii.gz",
-                        inputs / "img_0000.nii.gz")
-    job_s = run_job(connection, local, "predict", "-i", "jobs/bench/input", "-o", "jobs/bench/output",
-                    "--model-folder", model, *common)
-    _, download_s = timed(connection.download, "jobs/bench/output/img.nii.gz", local / "remote-out/img.nii.gz")
-    remote_s = time.perf_counter() - start
-    transfer_s = upload_s + download_s
-    return {"shape_zyx": list(shape), "local_command_s": round(local_s, 2), "remote_total_s": round(remote_s, 2),
-            "remote_job_s": round(job_s, 2), "transfer_s": round(transfer_s, 3),
+    local_runs, remote_runs, transfers = [], [], []
+    for repeat in range(repeats):  # alternated, so that a noisy moment of the machine hits both alike
+        _, local_s = timed(subprocess.run, [sys.executable, "-m", "AutoSegNetLib", "predict", "-i", str(inputs),
+                                            "-o", str(local / f"local-out-{repeat}"), "--model-folder",
+                                            str(server_root / model), *common, "--progress", "none"],
+                           check=True, cwd=str(REPO), capture_output=True)
+        start = time.perf_counter()
+        _, upload_s = timed(connection.upload, "PUT", f"/v1/files/jobs/bench{repeat}/input/img_0000.nii.gz",
+                            inputs / "img_0000.nii.gz")
+        run_job(connection, local, "predict", "-i", f"jobs/bench{repeat}/input", "-o", f"jobs/bench{repeat}/output",
+                "--model-folder", model, *common)
+        _, download_s = timed(connection.download, f"jobs/bench{repeat}/output/img.nii.gz",
+                              local / f"remote-out-{repeat}/img.nii.gz")
+        remote_runs.append(time.perf_counter() - start)
+        local_runs.append(local_s)
+        transfers.append(upload_s + download_s)
+    local_s, remote_s, transfer_s = (statistics.median(v) for v in (local_runs, remote_runs, transfers))
+    return {"shape_zyx": list(shape), "repeats": repeats, "local_command_s": [round(v, 2) for v in local_runs],
+            "remote_total_s": [round(v, 2) for v in remote_runs], "median_local_s": round(local_s, 2),
+            "median_remote_s": round(remote_s, 2), "median_transfer_s": round(transfer_s, 3),
             "overhead_s": round(remote_s - local_s - transfer_s, 2),
             "overhead_fraction": round((remote_s - local_s - transfer_s) / local_s, 3)}
 
@@ -143,6 +151,7 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=40)
     parser.add_argument("--shape", type=int, nargs=3, default=(200, 256, 256))
     parser.add_argument("--predict-shape", type=int, nargs=3, default=(96, 160, 160))
+    parser.add_argument("--repeats", type=int, default=3, help="predictions of each kind, alternated (medians)")
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -151,7 +160,7 @@ def main() -> None:
         server = Server(root / "server")
         try:
             result = {"upload": bench_upload(server, root / "client", args.cases, tuple(args.shape)),
-                      "predict": bench_predict(server, root / "client", tuple(args.predict_shape)),
+                      "predict": bench_predict(server, root / "client", tuple(args.predict_shape), args.repeats),
                       "machine": {"cpus": __import__("os").cpu_count()}}
         finally:
             server.stop()
