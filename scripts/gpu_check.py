@@ -233,7 +233,7 @@ def step_environment(context: CheckContext) -> dict[str, Any]:
         "device_count": torch.cuda.device_count() if available else 0,
         "gpus": [gpu_info(i) for i in range(torch.cuda.device_count())] if available else [],
         "bf16_supported": bool(torch.cuda.is_bf16_supported()) if available else None,
-    }  # fmt: skip
+    }
     if context.settings.cuda and not available:
         raise CheckFailedError("--device cuda, but this PyTorch sees no CUDA GPU (a CPU-only build, or no driver); "
                           "install the CUDA build of torch or run the dry run with --device cpu.", info)
@@ -272,7 +272,7 @@ def step_dataset(context: CheckContext) -> dict[str, Any]:
     folder = write_synthetic_dataset(workspace, settings.num_cases, seed=0, overwrite=True)
     workers = str(max(1, min(8, os.cpu_count() or 1)))
     result = run_command(engine_command(settings, "plan-and-preprocess", folder.name, "-c", CONFIGURATION,
-                                        "-np", workers), settings.timeout_s)  # fmt: skip
+                                        "-np", workers), settings.timeout_s)
     context.dataset = folder.name
     copy_test_images(folder / "imagesTr", predict_input_folder(settings), settings.test_cases)
     training_config_file(settings).write_text(json.dumps({"iteration_event_every": 1}))
@@ -340,7 +340,7 @@ def training_record(result: CommandResult, fold: int) -> dict[str, Any]:
               "last_iteration_loss": last_event(events, "iteration")["train_loss"]}
     record = {"fold": fold, "device": last_event(events, "stage").get("device"), **iteration_timing(events),
               "epoch_s": round(epoch["epoch_s"], 3), **losses, "wall_s": round(result.seconds, 2),
-              "model_folder": str(model_folder)}  # fmt: skip
+              "model_folder": str(model_folder)}
     if not all(is_finite(value) for value in losses.values()):
         raise CheckFailedError(f"non-finite loss after training: {losses}", record)
     return record
@@ -374,7 +374,7 @@ def step_ddp(context: CheckContext) -> dict[str, Any]:
     batch = plan_batch_size(context) * processes
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes),
                "-m", "AutoSegNetLib", *engine_options(settings), *train_arguments(context, fold, settings.amp("fp16")),
-               "--batch-size", str(batch)]  # fmt: skip
+               "--batch-size", str(batch)]
     env = subprocess_env() if settings.cuda else subprocess_env(OMP_NUM_THREADS="1")
     record = training_record(run_command(command, settings.timeout_s, env), fold)
     return {"processes": processes, "backend": "nccl" if settings.cuda else "gloo", "global_batch_size": batch,
@@ -572,7 +572,7 @@ STEPS: tuple[Step, ...] = (
          step_oom_fallback, needs=DEVICE_AND_DATA),
     Step("bench_training", "Testing/benchmarks/bench_training.py --device D --json", step_bench,
          needs=("environment",)),
-)  # fmt: skip
+)
 
 
 def run_step(step: Step, context: CheckContext, skip: Sequence[str] = ()) -> dict[str, Any]:

@@ -106,12 +106,12 @@ class _Refused(argparse.Action):
     """An option with no equivalent: parsing stops with ``message`` (a string or a function of the values)."""
 
     def __init__(self, option_strings: Sequence[str], dest: str, message: str | Callable[[Any], str] = "",
-                 **kwargs: Any) -> None:  # fmt: skip
+                 **kwargs: Any) -> None:
         super().__init__(option_strings, dest, default=argparse.SUPPRESS, **kwargs)
         self.message = message
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> NoReturn:  # fmt: skip
+                 option_string: str | None = None) -> NoReturn:
         text = self.message(values) if callable(self.message) else self.message
         raise argparse.ArgumentError(self, text)
 
@@ -124,13 +124,13 @@ class _Ignored(argparse.Action):
         self.reason = reason
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:  # fmt: skip
+                 option_string: str | None = None) -> None:
         shown = "" if self.nargs == 0 else " " + " ".join(str(v) for v in _as_list(values))
         add_note(namespace, f"{option_string}{shown}: ignored; {self.reason}")
 
 
 def add_refused(parser: argparse.ArgumentParser, *flags: str, message: str | Callable[[Any], str],
-                nargs: int | str | None = None) -> None:  # fmt: skip
+                nargs: int | str | None = None) -> None:
     """``flags`` (taking ``nargs`` values; 0 = a switch) stop parsing with a one-line ``message`` that names the
     alternative."""
     parser.add_argument(*flags, action=_Refused, message=message, nargs=nargs, help=argparse.SUPPRESS)
@@ -152,7 +152,7 @@ class Slot:
 
 def add_positional_or_flag(parser: argparse.ArgumentParser, slots: Sequence[Slot], helps: Sequence[str],
                            flag_names: Sequence[Sequence[str]], required: bool = True,
-                           too_many_hint: str = "", missing_hint: str = "") -> None:  # fmt: skip
+                           too_many_hint: str = "", missing_hint: str = "") -> None:
     """Positional arguments ``slot.dest`` (in order) that may also be given with their flags instead.
 
     After parsing, each ``slot.dest`` holds the flag's value if given, else the next positional value; a
@@ -173,7 +173,7 @@ def _flag_dest(slot: Slot) -> str:
 
 
 def _merge_slots(namespace: argparse.Namespace, parser: argparse.ArgumentParser, slots: list[Slot],
-                 required: bool, hints: tuple[str, str]) -> None:  # fmt: skip
+                 required: bool, hints: tuple[str, str]) -> None:
     positional = [getattr(namespace, s.dest) for s in slots if getattr(namespace, s.dest) is not None]
     merged: dict[str, Any] = {}
     for slot in slots:

@@ -82,7 +82,7 @@ class DownloadProgress:
             from tqdm import tqdm  # only on a terminal
 
             self._bar = tqdm(total=total, initial=done, desc=self.name, file=self.stream, unit="B", unit_scale=True,
-                             unit_divisor=1024, leave=False, dynamic_ncols=True)  # fmt: skip
+                             unit_divisor=1024, leave=False, dynamic_ncols=True)
         self._bar.update(done - self._bar.n)
 
     def _log_tenths(self, done: int, total: int) -> None:

@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser, [Slot("reference", "-ref", "REF"), Slot("prediction", "-pred", "PRED")],
         ["folder with reference label maps <case><ending>", "folder with predicted label maps <case><ending>"],
         [("-ref", "--reference"), ("-pred", "--prediction")],
-    )  # fmt: skip
+    )
     parser.add_argument("-l", "--labels", type=int, nargs="+", default=None,
                         help="label values to evaluate (default: the foreground labels of --dataset-json)")
     parser.add_argument("--dataset-json", "-djfile", default=None,
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace, ctx) -> int:
     dataset_json = _dataset_json(args)
     labels = labels_for(dataset_json, args.labels, args.regions)
     summary = evaluate_folders(args.reference, args.prediction, labels, args.output, distances=not args.no_distances,
-                               num_workers=args.num_workers, reporter=ctx.reporter)  # fmt: skip
+                               num_workers=args.num_workers, reporter=ctx.reporter)
     for key, name in summary["labels"].items():
         metrics = summary["mean"][key]
         text = ", ".join(f"{m} {metrics[m]:.4g}" for m in ("Dice", "IoU", "HD95", "ASSD") if m in metrics)

@@ -34,9 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, ctx) -> int:
     configurations = args.configurations or trained_configurations(ctx.workspace, args.dataset, args.plans)
     manifest = export_model(ctx.workspace, args.dataset, configurations, args.output, args.folds,
-                            args.checkpoint, args.plans, args.description)  # fmt: skip
+                            args.checkpoint, args.plans, args.description)
     ctx.reporter.emit("done", stage="export-model", output=args.output, models=[m.folder for m in manifest.models],
-                      files=len(manifest.files))  # fmt: skip
+                      files=len(manifest.files))
     return 0
 
 

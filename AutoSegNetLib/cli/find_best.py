@@ -27,11 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, ctx) -> int:
     info = find_best_configuration(ctx.workspace, args.dataset, args.configurations, args.plans, args.folds,
-                                   not args.no_ensembles, args.num_workers, ctx.reporter)  # fmt: skip
+                                   not args.no_ensembles, args.num_workers, ctx.reporter)
     lines = ["Cross-validation (mean foreground Dice):"]
     lines += [f"  {item['foreground_dice']:.4f}  {item['name']}" for item in info["ranking"]]
     lines += [f"Best: {info['best']['name']}. Postprocessing: {info['postprocessing']['steps'] or 'none'}.",
-              "Predict with:"]  # fmt: skip
+              "Predict with:"]
     lines += [f"  {command}" for command in info["commands"]]
     if ctx.reporter.mode == "json":
         ctx.reporter.emit("done", stage="find-best", **info)

@@ -34,6 +34,6 @@ def run(args: argparse.Namespace, ctx) -> int:
             )
         output = ctx.workspace.results / dataset_name
     folder = import_nnunet_model(args.model_folder, output, args.configuration, args.folds, args.checkpoint,
-                                 args.trust_checkpoints, args.force)  # fmt: skip
+                                 args.trust_checkpoints, args.force)
     ctx.reporter.emit("done", stage="import-nnunet", model_folder=str(folder))
     return 0

@@ -41,7 +41,7 @@ def add_install_options(parser: argparse.ArgumentParser) -> None:
 
 def install_options(args: argparse.Namespace) -> InstallOptions:
     return InstallOptions(force=args.force, max_size=parse_size(args.max_size),
-                          trust_checkpoints=args.trust_checkpoints)  # fmt: skip
+                          trust_checkpoints=args.trust_checkpoints)
 
 
 def report_installed(reporter, stage: str, installed: Installed, **fields: Any) -> None:

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace, ctx) -> int:
     chosen = list(index.entries) if args.action == "list" else [index.entry(args.name)]
     if ctx.reporter.mode == "json":
         ctx.reporter.emit("done", stage="models", action=args.action, index=index.source,
-                          entries=[e.to_dict() for e in chosen])  # fmt: skip
+                          entries=[e.to_dict() for e in chosen])
     else:
         sys.stdout.write(listing(index) if args.action == "list" else details(chosen[0]))
     return 0
@@ -60,7 +60,7 @@ def listing(index: ModelIndex) -> str:
         return f"The model index {index.source} lists no models.\n{index.comment}\n".replace("\n\n", "\n")
     width = max(len(e.name) for e in index.entries)
     lines = [f"{e.name:<{width}}  {e.configuration:<12} {format_size(e.size):>7}  {e.licence:<14} {e.description}"
-             for e in index.entries]  # fmt: skip
+             for e in index.entries]
     return f"Models in {index.source}:\n" + "\n".join(lines) + "\n"
 
 

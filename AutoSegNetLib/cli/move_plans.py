@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ["dataset whose plans to use (id, name or folder name: its preprocessed plans or the plans of its installed "
          "model), or the path of a plans.json / model folder", "raw dataset to fine-tune on (id, name or folder name)"],
         [("-s", "--source"), ("-t", "--target")], missing_hint="; for example `autosegnet move-plans 4 5`",
-    )  # fmt: skip
+    )
     parser.add_argument("-p", "-sp", "--source-plans", dest="source_plans", default=None, metavar="SOURCE_PLANS",
                         help="plans name of the source, when it has several (e.g. nnUNetPlans)")
     parser.add_argument("-o", "-tp", "--target-plans", dest="target_plans", default=None, metavar="TARGET_PLANS_NAME",
@@ -33,5 +33,5 @@ def run(args: argparse.Namespace, ctx) -> int:
     written = move_plans(ctx.workspace, args.source, args.target, args.source_plans, args.target_plans, args.force)
     plans = Plans.load(written)
     ctx.reporter.emit("done", stage="move-plans", path=str(written), dataset=plans.dataset_name,
-                      plans_name=plans.plans_name, configurations=list(plans.configurations))  # fmt: skip
+                      plans_name=plans.plans_name, configurations=list(plans.configurations))
     return 0

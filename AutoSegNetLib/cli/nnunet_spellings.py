@@ -73,7 +73,7 @@ class _TrainerOption(argparse.Action):
         self.for_training = for_training
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:  # fmt: skip
+                 option_string: str | None = None) -> None:
         names = list(values) if isinstance(values, list) else [values]
         if any(name != NNUNET_TRAINER for name in names):
             raise argparse.ArgumentError(self, trainer_message(names, self.for_training))

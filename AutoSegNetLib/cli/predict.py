@@ -125,7 +125,7 @@ def _predict(args: argparse.Namespace, ctx) -> None:
         predictor, args.input, args.output, save_probabilities=args.save_probabilities,
         uncertainty=args.save_uncertainty, num_parts=args.num_parts, part_id=args.part_id,
         skip_existing=args.skip_existing, reporter=ctx.reporter, stop=ctx.stop,
-    )  # fmt: skip
+    )
 
 
 def _predict_configurations(args: argparse.Namespace, ctx) -> None:
@@ -136,7 +136,7 @@ def _predict_configurations(args: argparse.Namespace, ctx) -> None:
         folders, lambda folder: _load(args, folder, postprocess=False), args.input, args.output,
         save_probabilities=args.save_probabilities, num_parts=args.num_parts, part_id=args.part_id,
         skip_existing=args.skip_existing, reporter=ctx.reporter, stop=ctx.stop,
-    )  # fmt: skip
+    )
 
 
 def _load(args: argparse.Namespace, folder: str | Path, postprocess: bool = True) -> Predictor:
@@ -146,7 +146,7 @@ def _load(args: argparse.Namespace, folder: str | Path, postprocess: bool = True
         step=args.step, postprocess=postprocess and not args.disable_postprocessing, average=args.average,
         reorient=args.reorient, compute=ComputeSettings(tile_batch=args.tile_batch),
         previous_stage_folder=getattr(args, "lowres_model_folder", None),
-    )  # fmt: skip
+    )
 
 
 def _model_folder(args: argparse.Namespace, ctx) -> Path:

@@ -179,7 +179,7 @@ def check_plans_identifier(workspace: Workspace, dataset: str, plans: str | None
         return
     planners = [name for name in PLANNERS if get_planner(name).plans_name == plans]
     how = (f"plan them with `autosegnet plan-and-preprocess {dataset} --planner {planners[0]}`" if planners else
-           "AutoSegNet trains the one plans.json of a dataset")  # fmt: skip
+           "AutoSegNet trains the one plans.json of a dataset")
     raise AutoSegNetError(f"-p {plans}: the plans of {path.parent.name} are {have} ({path}); {how}, or drop -p.")
 
 

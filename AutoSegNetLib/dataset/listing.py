@@ -73,11 +73,11 @@ def list_cases(folder: Path, dj: DatasetJson) -> CaseListing:
     if dj.dataset is not None:
         training = [Case(name, tuple(_listed_path(folder, p) for p in files.images),
                          _listed_path(folder, files.label) if files.label else None)
-                    for name, files in sorted(dj.dataset.items())]  # fmt: skip
+                    for name, files in sorted(dj.dataset.items())]
     else:
         labels = folder / "labelsTr"
         training = [Case(name, images, labels / label_file_name(name, dj.file_ending))
-                    for name, images in _cases_in(folder / "imagesTr", dj.file_ending)]  # fmt: skip
+                    for name, images in _cases_in(folder / "imagesTr", dj.file_ending)]
     test = [Case(name, images, None) for name, images in _cases_in(folder / "imagesTs", dj.file_ending)]
     return CaseListing(training, test)
 
@@ -91,4 +91,4 @@ def _listed_path(folder: Path, path: str) -> Path:
 def _cases_in(folder: Path, ending: str) -> list[tuple[str, tuple[Path, ...]]]:
     """``(case, channel files in index order)`` of the channel files in ``folder``, sorted by case."""
     return [(name, tuple(channels[i] for i in sorted(channels)))
-            for name, channels in sorted(group_channel_files(folder, ending).items())]  # fmt: skip
+            for name, channels in sorted(group_channel_files(folder, ending).items())]

@@ -81,7 +81,7 @@ def _check_images(job: CaseJob, io: ImageIO, found: list[Problem]) -> tuple[tupl
         else:
             what = f"channel {rel} vs {reference[2]}"
             compare_geometry(reference[0], reference[1], array.shape[1:], geometry, job.case, job.tolerance, rel,
-                             what, found)  # fmt: skip
+                             what, found)
     # One channel per file is checked while listing; files that may hold several (RGB) are counted here.
     if job.multi_channel_files and all_read and job.images and channels != job.num_channels:
         files = ", ".join(relative_name(p, job.folder) for p in job.images)
@@ -143,7 +143,7 @@ def _check_label(job: CaseJob, io: ImageIO, reference: tuple[tuple[int, ...], Ge
         found.append(problem("empty_label", f"holds only {values} (no foreground)", job.case, rel))
     if reference is not None:
         compare_geometry(reference[0], reference[1], seg.shape, geometry, job.case, job.tolerance, rel,
-                         "image vs label", found)  # fmt: skip
+                         "image vs label", found)
 
 
 def _value_counts(seg: np.ndarray) -> tuple[list[int], list[int]]:

@@ -109,7 +109,7 @@ def evaluate_case(pair: CasePair, labels: LabelSet, distances: bool = True) -> d
         )
     metrics = case_metrics(reference, prediction, labels.items, geometry.spacing, labels.ignore_label, distances)
     return {"case": pair.case, "reference_file": str(pair.reference), "prediction_file": str(pair.prediction),
-            "metrics": metrics}  # fmt: skip
+            "metrics": metrics}
 
 
 def evaluate_pairs(
@@ -230,4 +230,4 @@ def _none_to_nan(value: Any, key: str = "") -> Any:
 __all__ = [
     "CasePair", "LabelSet", "evaluate_case", "evaluate_folders", "evaluate_pairs",
     "labels_for", "load_summary", "pair_folders", "save_summary", "summarise",
-]  # fmt: skip
+]

@@ -96,7 +96,7 @@ def find_best_configuration(
 def _single_candidates(
     results: Path, configurations: Sequence[str] | None, plans_name: str | None, folds: list[str],
     references: dict[str, Path],
-) -> list[Candidate]:  # fmt: skip
+) -> list[Candidate]:
     pattern = model_folder_name(plans_name or "*", "*")
     candidates = []
     for folder in sorted(p for p in results.glob(pattern) if p.is_dir()):
@@ -109,7 +109,7 @@ def _single_candidates(
         pairs = crossval_pairs(folder, folds, references, model.dataset_json.file_ending)
         name = model.configuration_name if plans_name or _unique_config(results, model) else folder.name
         candidates.append(Candidate(name, [model.configuration_name], [folder],
-                                    folder / crossval_folder_name(folds), pairs))  # fmt: skip
+                                    folder / crossval_folder_name(folds), pairs))
     return candidates
 
 
@@ -139,29 +139,29 @@ def _ensemble_candidates(results: Path, singles: list[Candidate], folds: list[st
             path = write_segmentation(folder, case, segmentation, description.geometry, description.file_ending)
             pairs.append(CasePair(case, pair.reference, path))
         out.append(Candidate(name, first.configurations + second.configurations,
-                             first.model_folders + second.model_folders, folder, pairs))  # fmt: skip
+                             first.model_folders + second.model_folders, folder, pairs))
     return out
 
 
 def _information(
     dataset: str, folds: list[str], candidates: list[Candidate], best: Candidate, rules: dict[str, Any],
     rules_path: Path,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     fold_args = " ".join(folds)
     commands = []
     if len(best.configurations) == 1:
         commands.append(f"autosegnet predict -d {dataset} -c {best.configurations[0]} -f {fold_args} "
-                        f"-i INPUT_FOLDER -o OUTPUT_FOLDER")  # fmt: skip
+                        f"-i INPUT_FOLDER -o OUTPUT_FOLDER")
     else:
         outputs = []
         for configuration in best.configurations:
             outputs.append(f"OUTPUT_FOLDER_{configuration}")
             commands.append(f"autosegnet predict -d {dataset} -c {configuration} -f {fold_args} -i INPUT_FOLDER "
-                            f"-o {outputs[-1]} --save-probabilities --disable-postprocessing")  # fmt: skip
+                            f"-o {outputs[-1]} --save-probabilities --disable-postprocessing")
         commands.append(f"autosegnet ensemble -i {' '.join(outputs)} -o OUTPUT_FOLDER_ENSEMBLE")
         if rules["steps"]:
             commands.append(f"autosegnet postprocess apply -i OUTPUT_FOLDER_ENSEMBLE -o OUTPUT_FOLDER "
-                            f"--rules {rules_path}")  # fmt: skip
+                            f"--rules {rules_path}")
     return {
         "dataset": dataset,
         "folds": folds,
@@ -169,10 +169,10 @@ def _information(
             {"name": c.name, "configurations": c.configurations, "foreground_dice": c.foreground_dice,
              "summary": str(c.folder / SUMMARY_FILE)}
             for c in sorted(candidates, key=lambda c: -c.foreground_dice)
-        ],  # fmt: skip
+        ],
         "best": {"name": best.name, "configurations": best.configurations, "foreground_dice": best.foreground_dice},
         "postprocessing": {"file": str(rules_path), "steps": rules["steps"],
-                           "foreground_dice_after": rules["dice_after"]["foreground_mean"]},  # fmt: skip
+                           "foreground_dice_after": rules["dice_after"]["foreground_mean"]},
         "commands": commands,
     }
 

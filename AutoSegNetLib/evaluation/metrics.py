@@ -49,7 +49,7 @@ def overlap_metrics(reference: np.ndarray, prediction: np.ndarray, valid: np.nda
         "Dice": 2 * tp / (2 * tp + fp + fn) if denominator else math.nan,
         "IoU": tp / denominator if denominator else math.nan,
         "TP": tp, "FP": fp, "FN": fn, "TN": tn, "n_ref": n_ref, "n_pred": n_pred,
-    }  # fmt: skip
+    }
 
 
 def surface(mask: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ def is_valid_orientation(code: str | None) -> bool:
     return (
         isinstance(code, str) and len(code) == 3 and all(c in _AXIS_OF_LETTER for c in code)
         and len({_AXIS_OF_LETTER[c] for c in code}) == 3
-    )  # fmt: skip
+    )
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ class TileBlend:
 
     @classmethod
     def start(cls, image: torch.Tensor, settings: SlidingWindowSettings, results_device: torch.device,
-              with_member_entropy: bool) -> TileBlend:  # fmt: skip
+              with_member_entropy: bool) -> TileBlend:
         window = settings.window
         pads = padding_for(image.shape[1:], window)
         data = _pad(image.to(results_device, torch.float32), pads)
@@ -48,7 +48,7 @@ class TileBlend:
         weights = tile_weights(window, settings.gaussian).to(results_device)
         zeros = functools.partial(torch.zeros, size, dtype=torch.float32, device=results_device)
         return cls(data, pads, window, settings.slice_mode, starts, weights,
-                   None if len(starts) == 1 else zeros(), zeros() if with_member_entropy else None)  # fmt: skip
+                   None if len(starts) == 1 else zeros(), zeros() if with_member_entropy else None)
 
     def batches(self, tile_batch: int) -> Iterator[list[tuple[slice, ...]]]:
         """The tiles' boxes, ``tile_batch`` at a time."""
@@ -68,13 +68,13 @@ class TileBlend:
         values = values.to(self.data.device, torch.float32)
         if self.values is None:
             self.values = torch.zeros((values.shape[1], *self.data.shape[1:]), dtype=torch.float32,
-                                      device=values.device)  # fmt: skip
+                                      device=values.device)
         single = self.weight_sum is None
         for b, box in enumerate(boxes):
             _blend(self.values, self.weight_sum, values[b], box, self.weights, single)
             if self.entropy_sum is not None:
                 _blend(self.entropy_sum, None, member_entropy[b].to(self.entropy_sum.device, torch.float32), box,
-                       self.weights, single)  # fmt: skip
+                       self.weights, single)
 
     def normalise(self) -> None:
         """Divide the sums by the summed weights."""

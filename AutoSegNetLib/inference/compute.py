@@ -70,7 +70,7 @@ class ComputeSettings:
             else max(1, int(self.member_threads)),
             onednn=cpu if self.onednn is None else (self.onednn and cpu),
             channels_last=cpu if self.channels_last is None else (self.channels_last and cpu),
-        )  # fmt: skip
+        )
 
 
 #: The straightforward way: one forward pass per tile and mirrored variant, one after the other, with the same

@@ -70,7 +70,7 @@ def _onednn_forward(self: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.aten.mkldnn_convolution(
             _dense(x), self.weight, self.bias, list(self.padding), list(self.stride), list(self.dilation),
             self.groups,
-        )  # fmt: skip
+        )
     return type(self).forward(self, x)
 
 
@@ -99,7 +99,7 @@ def _channels_last_instance_norm_forward(self: nn.InstanceNorm3d, x: torch.Tenso
     if (
         x.device.type != "cpu" or x.ndim not in (4, 5) or not x.is_contiguous(memory_format=memory_format)
         or x.is_contiguous() or (torch.is_grad_enabled() and x.requires_grad)
-    ):  # fmt: skip
+    ):
         return type(self).forward(self, x)
     return channels_last_instance_norm(x, self.weight, self.bias, self.eps)
 

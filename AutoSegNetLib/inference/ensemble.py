@@ -112,11 +112,11 @@ def vote_case(paths: Sequence[Path], case: str, ending: str) -> tuple[np.ndarray
     for path, segmentation, geometry in zip(paths[1:], maps[1:], geometries[1:]):
         if segmentation.shape != maps[0].shape:
             raise AutoSegNetError(f"Case {case}: {path} has shape {segmentation.shape}, {paths[0]} has "
-                                  f"{maps[0].shape}; label maps of different images cannot be voted on.")  # fmt: skip
+                                  f"{maps[0].shape}; label maps of different images cannot be voted on.")
         differences = geometries[0].differences(geometry)
         if differences:
             raise AutoSegNetError(f"Case {case}: {path} and {paths[0]} differ in geometry ({'; '.join(differences)}); "
-                                  "were they predicted from the same image?")  # fmt: skip
+                                  "were they predicted from the same image?")
     return majority_vote(maps), geometries[0]
 
 
@@ -139,7 +139,7 @@ def ensemble_folders(
         raise AutoSegNetError(f"Unknown vote {vote!r}; use one of {', '.join(VOTES)}.")
     if vote == "hard" and save_probabilities:
         raise AutoSegNetError("A hard (majority) vote makes no probabilities to save; drop --save-probabilities or "
-                              "ensemble with --vote soft.")  # fmt: skip
+                              "ensemble with --vote soft.")
     folders = [Path(f) for f in folders]
     if len(folders) < 2:
         raise AutoSegNetError("An ensemble needs at least two prediction folders.")
@@ -156,21 +156,21 @@ def ensemble_folders(
         probabilities, description = ensemble_case(folders, case)
         segmentation = probabilities_to_segmentation(probabilities, description.label_info.regions_class_order)
         written.append(write_segmentation(output_folder, case, segmentation, description.geometry,
-                                          description.file_ending))  # fmt: skip
+                                          description.file_ending))
         if save_probabilities:
             write_probabilities(output_folder, case, probabilities, description.geometry, description.file_ending,
-                                description.label_info)  # fmt: skip
+                                description.label_info)
         _report(reporter, case, index, len(chosen))
     return written
 
 
 def _vote_folders(folders: list[Path], output_folder: Path, cases: Sequence[str] | None,
-                  reporter: ProgressReporter | None) -> list[Path]:  # fmt: skip
+                  reporter: ProgressReporter | None) -> list[Path]:
     listed = [label_map_files(folder) for folder in folders]
     endings = {ending for _, ending in listed}
     if len(endings) > 1:
         raise AutoSegNetError(f"The folders hold label maps of different file types ({', '.join(sorted(endings))}); "
-                              "vote on folders predicted from the same images.")  # fmt: skip
+                              "vote on folders predicted from the same images.")
     ending = endings.pop()
     chosen = _cases_in_every_folder(folders, [set(files) for files, _ in listed], cases, "label maps")
     written = []
@@ -182,14 +182,14 @@ def _vote_folders(folders: list[Path], output_folder: Path, cases: Sequence[str]
 
 
 def _cases_in_every_folder(folders: list[Path], case_sets: list[set[str]], cases: Sequence[str] | None,
-                           what: str) -> list[str]:  # fmt: skip
+                           what: str) -> list[str]:
     """``cases`` (or every case), refused unless each folder has them all."""
     wanted = set(cases) if cases is not None else set.union(*case_sets)
     for folder, found in zip(folders, case_sets):
         missing = sorted(wanted - found)
         if missing:
             raise AutoSegNetError(f"{folder} has no {what} for cases {missing[:5]}"
-                                  f"{' ...' if len(missing) > 5 else ''}; every folder needs every case.")  # fmt: skip
+                                  f"{' ...' if len(missing) > 5 else ''}; every folder needs every case.")
     return sorted(wanted)
 
 

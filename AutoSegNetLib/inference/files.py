@@ -151,7 +151,7 @@ def predict_files(
         raise cannot_write(output_folder, error) from None
     return predict_cases(predictor, cases, output_folder, ending, save_probabilities=save_probabilities,
                          uncertainty=uncertainty, skip_existing=skip_existing, reporter=reporter,
-                         stop=stop)  # fmt: skip
+                         stop=stop)
 
 
 def predict_cases(
@@ -197,7 +197,7 @@ def predict_cases(
         (failures if isinstance(outcome, CaseFailure) else written).append(outcome)
     summary = _failure_summary(failures, len(cases))
     reporter.emit("done", stage="predict", cases=len(written), seconds=round(time.perf_counter() - start, 3),
-                  output=str(output_folder), **summary)  # fmt: skip
+                  output=str(output_folder), **summary)
     if failures:
         raise PredictionFailedError(written, failures, len(cases), output_folder)
     return written
@@ -219,12 +219,12 @@ class _CaseRun:
 
     @classmethod
     def of(cls, predictor: Predictor, folder: Path, ending: str, save_probabilities: bool, uncertainty: str | None,
-           reporter: ProgressReporter, total: int) -> _CaseRun:  # fmt: skip
+           reporter: ProgressReporter, total: int) -> _CaseRun:
         dataset_json = predictor.model.dataset_json
         io = io_for(ending, dataset_json.overwrite_image_reader_writer if ending == dataset_json.file_ending else None)
         label_info = LabelInfo.of(dataset_json)
         return cls(predictor, folder, ending, io, label_info if save_probabilities else None, uncertainty, reporter,
-                   total)  # fmt: skip
+                   total)
 
     def predict(self, case: InputCase, index: int) -> Path | CaseFailure:
         """Predict and write case number ``index`` (0-based); its label map's path, or why it failed (a ``case``
@@ -232,12 +232,12 @@ class _CaseRun:
         try:
             image, geometry = read_case(self.io, case)
             result = self.predictor.predict_case(image, geometry, return_probabilities=self.label_info is not None,
-                                                 uncertainty=self.uncertainty, case_name=case.name)  # fmt: skip
+                                                 uncertainty=self.uncertainty, case_name=case.name)
         except AutoSegNetError as error:
             return _failed(self.reporter, case, str(error), index, self.total)
         path = _write_outputs(self.folder, case.name, result, geometry, self.ending, self.io, self.label_info)
         self.reporter.emit("case", stage="predict", case=case.name, index=index + 1, total=self.total,
-                           seconds=round(result.seconds, 3))  # fmt: skip
+                           seconds=round(result.seconds, 3))
         return path
 
 
@@ -276,7 +276,7 @@ def _stored_non_finite(path: Path, channel: np.ndarray) -> tuple[int, int]:
 
 
 def _write_outputs(folder: Path, case: str, result: Prediction, geometry: Geometry, ending: str, io: ImageIO,
-                   label_info: LabelInfo | None) -> Path:  # fmt: skip
+                   label_info: LabelInfo | None) -> Path:
     """Write a case's label map (+ probabilities with ``label_info``, + uncertainty); returns the label map path."""
     try:
         path = write_segmentation(folder, case, result.segmentation, geometry, ending, io)
@@ -293,7 +293,7 @@ def _failed(reporter: ProgressReporter, case: InputCase, error: str, index: int,
     failure = CaseFailure(case.name, _culprit(case, error), error)
     log.error("predict: FAILED: %s", failure.described())
     reporter.emit("case", stage="predict", case=case.name, index=index + 1, total=total, status="failed",
-                  file=str(failure.file), error=error)  # fmt: skip
+                  file=str(failure.file), error=error)
     return failure
 
 
@@ -313,7 +313,7 @@ def _failure_summary(failures: list[CaseFailure], total: int) -> dict:
 
 
 def _stopped(reporter: ProgressReporter, written: list[Path], failures: list[CaseFailure], total: int,
-             output_folder: Path | None = None) -> list[Path]:  # fmt: skip
+             output_folder: Path | None = None) -> list[Path]:
     log.warning("predict: STOPPED on request after %d of %d cases; the label maps written are complete.",
                 len(written), total)
     extra = {"failed": len(failures), "failures": [f.to_dict() for f in failures]} if failures else {}
@@ -353,4 +353,4 @@ def _write_info(folder: Path, predictor: Predictor, save_probabilities: bool, un
         "reorient": predictor.reorient,
         "save_probabilities": save_probabilities,
         "uncertainty": uncertainty,
-    })  # fmt: skip
+    })

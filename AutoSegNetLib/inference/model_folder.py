@@ -164,7 +164,7 @@ class ModelFolder:
         return build_network(
             self.configuration.network, self.num_input_channels, self.num_outputs, deep_supervision=False,
             initialize=False,
-        )  # fmt: skip
+        )
 
     def load_network(self, fold: str, checkpoint: str = "final") -> tuple[nn.Module, list[int] | None]:
         """The trained network of ``fold`` in eval mode, and the mirror axes it allows (None: no mirroring)."""
@@ -185,7 +185,7 @@ class ModelFolder:
         usable = [int(a) for a in mirror_axes if 0 <= int(a) < ndim]
         if len(usable) != len(mirror_axes):
             log.warning("%s: mirror axes %s include axes a %dD network does not have; using %s.",
-                        self.checkpoint_path(fold, checkpoint), list(mirror_axes), ndim, usable)  # fmt: skip
+                        self.checkpoint_path(fold, checkpoint), list(mirror_axes), ndim, usable)
         return network, usable
 
 

@@ -97,7 +97,7 @@ def predict_with_configurations(
     if is_stopped(stop):
         return _stopped(reporter, [], len(cases))
     check_output_names(PlannedOutputs(cases, output_folder, ending, save_probabilities, False, skip_existing),
-                       Path(input_folder), all_cases)  # fmt: skip
+                       Path(input_folder), all_cases)
     todo = [c for c in cases if not (skip_existing and segmentation_path(output_folder, c.name, ending).is_file())]
     run = _EnsembleRun(output_folder, ending, save_probabilities, skip_existing, num_parts, reporter, stop)
     members, infos, failures = [], [], []
@@ -106,7 +106,7 @@ def predict_with_configurations(
         members.append(member_folder(output_folder, Path(folder)))
         infos.append(_member_info(predictor, members[-1]))
         reporter.emit("stage", stage="predict", configuration=predictor.model.configuration_name,
-                      member=index + 1, members=len(model_folders), cases=len(todo))  # fmt: skip
+                      member=index + 1, members=len(model_folders), cases=len(todo))
         failures += run.predict_member(predictor, todo, members[-1])
         predictor = None  # free this configuration's networks before loading the next
         if is_stopped(stop):
@@ -135,13 +135,13 @@ class _EnsembleRun:
         try:
             predict_cases(predictor, cases, folder, self.ending, save_probabilities=True,
                           skip_existing=self.skip_existing, stop=self.stop,
-                          reporter=_MemberReporter(self.reporter, predictor.model.configuration_name))  # fmt: skip
+                          reporter=_MemberReporter(self.reporter, predictor.model.configuration_name))
         except PredictionFailedError as error:
             return list(error.failures)
         return []
 
     def finish(self, members: list[Path], infos: list[dict[str, Any]], failures: list[CaseFailure],
-               cases: list[InputCase], todo: list[InputCase]) -> list[Path]:  # fmt: skip
+               cases: list[InputCase], todo: list[InputCase]) -> list[Path]:
         """Ensemble the cases every member predicted, report, and remove the members after a complete run;
         returns the label-map paths of ``cases``."""
         output_folder = self.output_folder
@@ -149,12 +149,12 @@ class _EnsembleRun:
         predicted = [set(probability_cases(m)) for m in members]
         ready = [c.name for c in todo if all(c.name in found for found in predicted)]
         written = ensemble_folders(members, output_folder, self.save_probabilities, self.reporter,
-                                   cases=ready) if ready else []  # fmt: skip
+                                   cases=ready) if ready else []
         written += [segmentation_path(output_folder, c.name, self.ending) for c in cases if c not in todo]
         failures = _unique_failures(failures)
         self.reporter.emit("done", stage="predict", cases=len(written), output=str(output_folder),
                            configurations=[info["configuration"] for info in infos],
-                           **_failure_fields(failures))  # fmt: skip
+                           **_failure_fields(failures))
         if failures:
             raise PredictionFailedError(written, failures, len(cases), output_folder)
         if self.num_parts == 1:
@@ -167,7 +167,7 @@ def _member_info(predictor: Predictor, folder: Path) -> dict[str, Any]:
         "configuration": predictor.model.configuration_name, "model_folder": str(predictor.model.folder),
         "folds": predictor.folds, "step": predictor.step, "tta": predictor.tta, "average": predictor.average,
         "device": str(predictor.device), "predictions": str(folder),
-    }  # fmt: skip
+    }
 
 
 def _write_info(folder: Path, members: list[dict[str, Any]], save_probabilities: bool) -> None:
@@ -176,7 +176,7 @@ def _write_info(folder: Path, members: list[dict[str, Any]], save_probabilities:
         write_json(folder / PREDICTION_INFO_NAME, {
             "engine_version": __version__, "ensemble": "mean of the members' probabilities", "members": members,
             "postprocessing": False, "save_probabilities": save_probabilities,
-        })  # fmt: skip
+        })
     except OSError as error:
         raise cannot_write(folder, error) from None
 

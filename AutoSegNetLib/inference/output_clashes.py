@@ -39,7 +39,7 @@ def check_output_names(plan: PlannedOutputs, input_folder: Path, all_cases: Sequ
     existing file."""
     outputs = _outputs(plan)
     inputs = {_real(path): f"channel {channel} of case {case.name!r}" for case in all_cases
-              for channel, path in enumerate(case.files)}  # fmt: skip
+              for channel, path in enumerate(case.files)}
     suggestion = f"-o {Path(input_folder).parent / (Path(input_folder).name + '_predictions')}"
     for path, what in outputs.items():
         if _real(path) in inputs:
@@ -56,7 +56,7 @@ def _outputs(plan: PlannedOutputs) -> dict[Path, str]:
     outputs: dict[Path, str] = {plan.output_folder / PREDICTION_INFO_NAME: "the prediction settings"}
     for case in plan.cases:
         for path, what in case_outputs(plan.output_folder, case.name, plan.ending, plan.save_probabilities,
-                                       plan.uncertainty).items():  # fmt: skip
+                                       plan.uncertainty).items():
             if path in outputs:
                 raise AutoSegNetError(
                     f"predict would write {path.name} twice: as {outputs[path]} and as {what}. Rename one of the "
@@ -70,7 +70,7 @@ def _check_free(outputs: dict[Path, str], plan: PlannedOutputs, input_folder: Pa
     skipped = {case.name for case in plan.cases
                if plan.skip_existing and segmentation_path(plan.output_folder, case.name, plan.ending).is_file()}
     skipped_outputs = {path for case in skipped for path in case_outputs(
-        plan.output_folder, case, plan.ending, plan.save_probabilities, plan.uncertainty)}  # fmt: skip
+        plan.output_folder, case, plan.ending, plan.save_probabilities, plan.uncertainty)}
     for path, what in outputs.items():
         if path.name == PREDICTION_INFO_NAME or path in skipped_outputs or not os.path.lexists(path):
             continue

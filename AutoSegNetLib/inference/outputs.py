@@ -60,7 +60,7 @@ def probabilities_paths(folder: Path, case: str) -> tuple[Path, Path]:
 
 
 def case_outputs(folder: Path, case: str, ending: str, save_probabilities: bool = False,
-                 uncertainty: bool = False) -> dict[Path, str]:  # fmt: skip
+                 uncertainty: bool = False) -> dict[Path, str]:
     """Every file predicting ``case`` writes into ``folder``, with what it is (for messages)."""
     outputs = {segmentation_path(folder, case, ending): f"the label map of case {case!r}"}
     if save_probabilities:
@@ -81,7 +81,7 @@ def cannot_write(folder: Path, error: OSError) -> AutoSegNetError:
 
 
 def write_segmentation(folder: Path, case: str, segmentation: np.ndarray, geometry: Geometry, ending: str,
-                       io: ImageIO | None = None) -> Path:  # fmt: skip
+                       io: ImageIO | None = None) -> Path:
     """Write ``<case><ending>`` atomically; returns its path."""
     path = segmentation_path(folder, case, ending)
     io = io or io_for(ending)
@@ -99,7 +99,7 @@ def write_uncertainty(folder: Path, case: str, uncertainty: np.ndarray, geometry
 
 
 def write_probabilities(folder: Path, case: str, probabilities: np.ndarray, geometry: Geometry, ending: str,
-                        label_info: LabelInfo) -> Path:  # fmt: skip
+                        label_info: LabelInfo) -> Path:
     """Write ``<case>.npz`` (compressed) and its ``<case>.json`` description; returns the npz path."""
     path, description = probabilities_paths(folder, case)
     with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as handle:
@@ -110,7 +110,7 @@ def write_probabilities(folder: Path, case: str, probabilities: np.ndarray, geom
         "geometry": {"spacing": list(geometry.spacing), "origin": list(geometry.origin),
                      "direction": list(geometry.direction), "image_dim": geometry.image_dim},
         "labels": label_info.labels, "regions_class_order": label_info.regions_class_order,
-    })  # fmt: skip
+    })
     return path
 
 
@@ -144,7 +144,7 @@ def read_probabilities(folder: Path, case: str) -> StoredProbabilities:
     g = meta["geometry"]
     geometry = Geometry(tuple(g["spacing"]), tuple(g["origin"]), tuple(g["direction"]), int(g["image_dim"]))
     return StoredProbabilities(case, probabilities, geometry, meta["file_ending"],
-                               LabelInfo(meta["labels"], meta.get("regions_class_order")))  # fmt: skip
+                               LabelInfo(meta["labels"], meta.get("regions_class_order")))
 
 
 def probability_cases(folder: Path) -> list[str]:

@@ -159,18 +159,18 @@ class Predictor:
                                   "first.")
         networks, axes = _load_networks(model, chosen, checkpoint, device)
         window = SlidingWindowSettings.for_model(model, _common_axes(axes), device=device, step=step, tta=tta,
-                                                 average=average, compute=compute or ComputeSettings())  # fmt: skip
+                                                 average=average, compute=compute or ComputeSettings())
         previous = None
         if model.configuration.previous_stage is not None:
             previous = _load_previous_stage(model, previous_stage_folder, chosen, checkpoint, window)
         log.info(
             "Loaded %s (%s), folds %s, checkpoint %s, on %s", model.folder.name, model.configuration_name,
             ", ".join(chosen), checkpoint, device,
-        )  # fmt: skip
+        )
         return cls(
             model=model, networks=networks, folds=chosen, inferer=SlidingWindowInferer(window), reorient=reorient,
             previous=previous, postprocessing=model.postprocessing() if postprocess else None,
-        )  # fmt: skip
+        )
 
     # ----- prediction --------------------------------------------------------------------------------
     def predict(self, image: np.ndarray, geometry: Geometry) -> tuple[np.ndarray, np.ndarray]:
@@ -204,11 +204,11 @@ class Predictor:
             result = self._predict(image, geometry, return_probabilities, uncertainty, postprocess)
         else:
             result = self._predict(reorientation.apply(image), reorientation.geometry(geometry, image.shape),
-                                   return_probabilities, uncertainty, postprocess)  # fmt: skip
+                                   return_probabilities, uncertainty, postprocess)
             result.segmentation, result.probabilities, result.uncertainty = (
                 None if a is None else np.ascontiguousarray(reorientation.invert(a))
                 for a in (result.segmentation, result.probabilities, result.uncertainty)
-            )  # fmt: skip
+            )
         result.warnings.extend(warnings + ([warning] if warning else []))
         return result
 
@@ -221,7 +221,7 @@ class Predictor:
         parsed = parse_model_folder_name(self.model.folder.name)
         two_d = self.model.folder.parent / model_folder_name(parsed[0] if parsed else self.model.plans.plans_name, "2d")
         trained = (f"(trained: {two_d})" if two_d.is_dir() else
-                   f"(none is trained yet: `autosegnet train {dataset} 2d all` first)")  # fmt: skip
+                   f"(none is trained yet: `autosegnet train {dataset} 2d all` first)")
         raise AutoSegNetError(
             f"{what} is 2D (1 slice) but the model is {self.model.configuration_name}, which needs 3D images "
             f"(shape {list(np.shape(image)[1:])}, z, y, x). Predict it with a 2d model {trained}: "
@@ -239,35 +239,35 @@ class Predictor:
         if not is_valid_orientation(code):
             warning = (f"{what} is stored obliquely (orientation {code}) and cannot be turned into the training "
                        f"cases' {target} by swapping and flipping axes; it is predicted as stored. Resample it to "
-                       f"the training orientation if the segmentation looks wrong.")  # fmt: skip
+                       f"the training orientation if the segmentation looks wrong.")
             log.warning(warning)
             return None, warning
         if self.reorient:
             log.info("%s is stored in orientation %s; predicting it in the training cases' %s and turning the result "
-                     "back.", what, code, target)  # fmt: skip
+                     "back.", what, code, target)
             return Reorientation.between(code, target), None
         warning = (f"{what} is stored in orientation {code} (ITK x, y, z axes, LPS) but the model was trained on "
                    f"{target} images: the network sees it mirrored or with swapped axes, which can make the "
                    f"segmentation much worse. Predict with --reorient (Predictor reorient=True) to turn it into "
-                   f"{target} and back exactly, or check the image header.")  # fmt: skip
+                   f"{target} and back exactly, or check the image header.")
         log.warning(warning)
         return None, warning
 
     def _predict(self, image: np.ndarray, geometry: Geometry, return_probabilities: bool, uncertainty: str | None,
-                 postprocess: bool) -> Prediction:  # fmt: skip
+                 postprocess: bool) -> Prediction:
         start = time.perf_counter()
         model = self.model
         configuration = model.configuration
         previous_seg = None
         if self.previous is not None:
             previous_seg = self.previous._predict(image, geometry, return_probabilities=False, uncertainty=None,
-                                                  postprocess=False).segmentation  # fmt: skip
+                                                  postprocess=False).segmentation
         # a copy: preprocess_case normalises an uncropped float32 image in place, which would change the caller's
         # array (a Slicer volume); drop the copy once preprocessing never writes into its input
         data, seg, properties = self.preprocess(
             np.array(image, copy=True), previous_seg, geometry, model.plans, configuration, model.dataset_json,
             input_hash="prediction",
-        )  # fmt: skip
+        )
         if model.cascade_label_values:
             data = np.concatenate([data, one_hot(seg[0], model.cascade_label_values)])
         del seg
@@ -279,9 +279,9 @@ class Predictor:
             if member_entropy is not None:
                 uncertainty_map = disagreement(uncertainty_map, member_entropy)
             uncertainty_map = self.revert(uncertainty_map.cpu().numpy()[None], properties, model.plans, configuration,
-                                          regions=True)[0]  # fmt: skip
+                                          regions=True)[0]
         probabilities = self.revert(probabilities.cpu().numpy(), properties, model.plans, configuration,
-                                    regions=model.regions)  # fmt: skip
+                                    regions=model.regions)
         order = model.dataset_json.regions_class_order if model.regions else None
         segmentation = probabilities_to_segmentation(probabilities, order)
         if postprocess and self.postprocessing:
@@ -312,7 +312,7 @@ def non_finite_warning(what: str, nan: int, inf: int, voxels: int) -> str | None
             "segment. Fix or re-export the image, or leave the case out."
         )
     return (f"{what}: {nan} NaN and {inf} Inf voxels (of {voxels}) are replaced by {NON_FINITE_FILL:g} before "
-            "prediction (as SimpleITK's NIfTI reader does); check the image if they mark something.")  # fmt: skip
+            "prediction (as SimpleITK's NIfTI reader does); check the image if they mark something.")
 
 
 def _finite_image(image: np.ndarray, what: str) -> tuple[np.ndarray, list[str]]:
@@ -336,7 +336,7 @@ def _finite_image(image: np.ndarray, what: str) -> tuple[np.ndarray, list[str]]:
 
 
 def _load_networks(model: ModelFolder, folds: list[str], checkpoint: str, device: torch.device
-                   ) -> tuple[list[nn.Module], list[list[int] | None]]:  # fmt: skip
+                   ) -> tuple[list[nn.Module], list[list[int] | None]]:
     """The networks of ``folds`` on ``device`` and the mirror axes each allows."""
     networks, axes = [], []
     for fold in folds:
@@ -358,7 +358,7 @@ def _common_axes(axes: list[list[int] | None]) -> list[int] | None:
 
 def _load_previous_stage(
     model: ModelFolder, folder: str | Path | None, folds: list[str], checkpoint: str, window: SlidingWindowSettings,
-) -> Predictor:  # fmt: skip
+) -> Predictor:
     """The low-resolution stage of a cascade stage, predicting as ``window`` says (its own patch and mirror axes)."""
     stage = model.configuration.previous_stage
     if folder is None:
@@ -375,4 +375,4 @@ def _load_previous_stage(
     have = previous_model.available_folds(checkpoint)
     use = [f for f in folds if f in have] or have
     return Predictor.from_model_folder(folder, use, checkpoint, window.device, window.tta, window.step,
-                                       postprocess=False, compute=window.compute, average=window.average)  # fmt: skip
+                                       postprocess=False, compute=window.compute, average=window.average)

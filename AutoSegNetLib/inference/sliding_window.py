@@ -132,7 +132,7 @@ class SlidingWindowSettings:
         fields (``step``, ``tta``, ``average``, ``compute``, ``device``, ...). Prediction and training's final
         validation both take their settings from here."""
         return cls(patch_size=tuple(model.configuration.patch_size), mirror_axes=mirror_axes,
-                   nonlin="sigmoid" if model.regions else "softmax", **knobs)  # fmt: skip
+                   nonlin="sigmoid" if model.regions else "softmax", **knobs)
 
     @property
     def tta_axes(self) -> tuple[int, ...]:
@@ -260,7 +260,7 @@ def sliding_window_predict(
 
 
 def _check_inputs(networks: list[nn.Module], image: torch.Tensor, settings: SlidingWindowSettings,
-                  with_member_entropy: bool) -> None:  # fmt: skip
+                  with_member_entropy: bool) -> None:
     if not networks:
         raise ValueError("sliding_window_predict needs at least one network.")
     if with_member_entropy and settings.nonlin is None:
@@ -287,7 +287,7 @@ def _predict_windows(
             values, member_entropy = predict_tiles(
                 networks, blend.tiles(boxes, device), combos, settings.nonlin, attempt.batch_mirrors,
                 with_member_entropy, pool, settings.average == "logits",
-            )  # fmt: skip
+            )
             blend.add(boxes, values, member_entropy)
         blend.normalise()  # in-place updates of inference tensors must stay in inference mode
     return blend.result()

@@ -21,7 +21,7 @@ _EXPORTS = {
     "export_model": "export", "install_model": "install", "InstallOptions": "install_any", "Installed": "install_any",
     "install_zip": "install_any", "zip_kind": "install_any", "Manifest": "manifest", "ModelEntry": "manifest",
     "import_nnunet_model": "nnunet_import", "plans_from_nnunet": "nnunet_import",
-}  # fmt: skip
+}
 __all__ = sorted(_EXPORTS)
 
 

@@ -130,7 +130,7 @@ def parse_index(data: Any, source: str) -> ModelIndex:
         raise AutoSegNetError(f"{where}: field 'format' must be {INDEX_FORMAT!r}; is this a model index?")
     if data.get("version") != INDEX_VERSION:
         raise AutoSegNetError(f"{where}: version {data.get('version')!r} is not supported (this engine reads "
-                              f"{INDEX_VERSION}); update AutoSegNet.")  # fmt: skip
+                              f"{INDEX_VERSION}); update AutoSegNet.")
     _no_unknown(data, {"format", "version", "comment", "entries"}, where)
     if not isinstance(data.get("entries"), list):
         raise AutoSegNetError(f"{where}: field 'entries' must be a list of models (it may be empty).")
@@ -154,7 +154,7 @@ def parse_entry(item: Any, where: str) -> CatalogueEntry:
     missing = [name for name in _FIELD_NAMES if name not in item]
     if missing:
         raise AutoSegNetError(f"{where}: field(s) {', '.join(map(repr, missing))} missing; every entry needs "
-                              f"{', '.join(_FIELD_NAMES)}.")  # fmt: skip
+                              f"{', '.join(_FIELD_NAMES)}.")
     values = {name: _CHECKS[name](item[name], f"{where}: field {name!r}") for name in _FIELD_NAMES}
     return CatalogueEntry(**values)
 
@@ -163,7 +163,7 @@ def _no_unknown(data: dict, known: set[str], where: str) -> None:
     for key in data:
         if key not in known:
             raise AutoSegNetError(f"{where}: unknown field {key!r}.{did_you_mean(key, known)} "
-                                  f"Fields: {', '.join(sorted(known))}.")  # fmt: skip
+                                  f"Fields: {', '.join(sorted(known))}.")
 
 
 def _text(value: Any, where: str, empty: bool = False) -> str:
@@ -201,20 +201,20 @@ def _labels(value: Any, where: str) -> dict[str, Any]:
 
     if not isinstance(value, dict) or not value or not all(is_label(v) for v in value.values()):
         raise AutoSegNetError(f"{where} must map label names to values as in dataset.json, e.g. "
-                              f'{{"background": 0, "liver": 1}}; got {value!r}.')  # fmt: skip
+                              f'{{"background": 0, "liver": 1}}; got {value!r}.')
     return dict(value)
 
 
 def _channels(value: Any, where: str) -> dict[str, str]:
     if not isinstance(value, dict) or not value or \
-            not all(str(k).isdigit() and isinstance(v, str) for k, v in value.items()):  # fmt: skip
+            not all(str(k).isdigit() and isinstance(v, str) for k, v in value.items()):
         raise AutoSegNetError(f'{where} must map channel numbers to names as in dataset.json, e.g. {{"0": "CT"}}; '
-                              f"got {value!r}.")  # fmt: skip
+                              f"got {value!r}.")
     return dict(value)
 
 
 _CHECKS = {
     "name": _name, "url": _url, "sha256": _sha256, "size": _size, "labels": _labels, "channels": _channels,
     "configuration": _text, "citation": lambda v, w: _text(v, w, empty=True), "licence": _text, "description": _text,
-}  # fmt: skip
+}
 _FIELD_NAMES = tuple(f.name for f in fields(CatalogueEntry))

@@ -98,7 +98,7 @@ def download_and_install(request: DownloadRequest, workspace: Workspace, options
     with _lock(request.url, folder):
         downloaded = _download(request, folder, progress, stop)
         installed = install_zip(downloaded.path, workspace, options or InstallOptions(max_size=request.max_size),
-                                stop)  # fmt: skip
+                                stop)
         discard(downloaded.path)
     return installed
 
@@ -198,7 +198,7 @@ def _checked(part: Path, request: DownloadRequest, resumed_from: int) -> Downloa
         )
     if request.sha256 is None:
         log.warning("No --sha256 given: %s (%s) is installed without checking that it is the published file; its "
-                    "sha256 is %s.", request.url, format_size(size), digest)  # fmt: skip
+                    "sha256 is %s.", request.url, format_size(size), digest)
     return Download(part, size, digest, resumed_from)
 
 

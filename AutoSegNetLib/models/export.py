@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 EXPORTED_CHECKPOINT_KEYS = (
     "format", "version", "network_weights", "epoch", "best_ema", "configuration", "inference_allowed_mirroring_axes",
     "training_config",
-)  # fmt: skip
+)
 
 
 def export_model(

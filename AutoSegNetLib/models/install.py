@@ -313,7 +313,7 @@ def extract_members(
 
 
 def _extract_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, source: Path,
-                    budget: int) -> tuple[int, str]:  # fmt: skip
+                    budget: int) -> tuple[int, str]:
     """Copy one member to ``target``, counting bytes: refused past its listed size, past ``budget`` (what is left of
     ``--max-size``) or past :data:`MAX_COMPRESSION_RATIO` times its compressed size. Returns ``(bytes, sha256)``."""
     digest = hashlib.sha256()

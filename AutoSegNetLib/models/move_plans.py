@@ -60,7 +60,7 @@ def move_plans(workspace: Workspace, source: str | Path, target: str | int, sour
     log.info("Plans %s of %s (%s) moved to %s as %s: configurations %s. Next: `autosegnet preprocess %s`, then "
              "`autosegnet train %s CONFIGURATION FOLD --pretrained <checkpoint of the source model>`.",
              plans.plans_name, plans.dataset_name, found_at, written, moved.plans_name,
-             ", ".join(moved.configurations), target_name, target_name)  # fmt: skip
+             ", ".join(moved.configurations), target_name, target_name)
     return written
 
 
@@ -138,11 +138,11 @@ def _merged(candidates: list[tuple[Plans, Path]], name: str) -> tuple[Plans, Pat
     for plans, path in candidates[1:]:
         if {k: v for k, v in plans.to_dict().items() if k != "configurations"} != shared:
             raise AutoSegNetError(f"The plans of {name}'s model folders differ ({first} and {path}); pass the "
-                                  "plans.json to move as SOURCE.")  # fmt: skip
+                                  "plans.json to move as SOURCE.")
         for conf_name, conf in plans.configurations.items():
             if merged.configurations.setdefault(conf_name, conf) != conf:
                 raise AutoSegNetError(f"{first} and {path} plan {conf_name} differently; pass the plans.json to move "
-                                      "as SOURCE.")  # fmt: skip
+                                      "as SOURCE.")
     return merged, first.parent
 
 

@@ -84,7 +84,7 @@ def import_nnunet_model(
         for fold in chosen:
             path = checkpoint_path(source, fold, checkpoint)
             converted = convert_checkpoint(load_nnunet_checkpoint(path, trust_checkpoints), conf, dataset_json,
-                                           extra_inputs, str(path))  # fmt: skip
+                                           extra_inputs, str(path))
             write_checkpoint(checkpoint_path(staging, fold, "final"), converted)
     log.info("Imported %s (%s, folds %s) to %s", source.name, configuration, ", ".join(chosen), target)
     return target
@@ -184,7 +184,7 @@ def network_spec_from_nnunet(conf: dict[str, Any], ndim: int, where: str) -> Net
         strides=_per_stage_axes(kwargs["strides"], n_stages, ndim),
         n_conv_per_stage=_per_stage(kwargs[depth_key], n_stages),
         n_conv_per_stage_decoder=_per_stage(kwargs["n_conv_per_stage_decoder"], n_stages - 1),
-    )  # fmt: skip
+    )
 
 
 def _layer_problems(kwargs: dict[str, Any], ndim: int) -> list[str]:
@@ -195,7 +195,7 @@ def _layer_problems(kwargs: dict[str, Any], ndim: int) -> list[str]:
     norm = str(kwargs.get("norm_op", ""))
     norm_kwargs = kwargs.get("norm_op_kwargs") or {}
     if not norm.endswith(f"InstanceNorm{ndim}d") or not norm_kwargs.get("affine", False) or \
-            float(norm_kwargs.get("eps", 1e-5)) != 1e-5:  # fmt: skip
+            float(norm_kwargs.get("eps", 1e-5)) != 1e-5:
         problems.append(f"norm_op {norm!r} {norm_kwargs}")
     if kwargs.get("dropout_op") is not None:
         problems.append(f"dropout_op {kwargs['dropout_op']!r}")
@@ -228,7 +228,7 @@ def _legacy_network_spec(conf: dict[str, Any], ndim: int, where: str) -> Network
             kernel_sizes=_per_stage_axes(kernels, n_stages, ndim), strides=_per_stage_axes(strides, n_stages, ndim),
             n_conv_per_stage=_per_stage(conf["n_conv_per_stage_encoder"], n_stages),
             n_conv_per_stage_decoder=_per_stage(conf["n_conv_per_stage_decoder"], n_stages - 1),
-        )  # fmt: skip
+        )
     except KeyError as error:
         raise AutoSegNetError(f"{where}: field {error.args[0]!r} is missing from the network description.") from None
 
@@ -241,14 +241,14 @@ def resampling_from_nnunet(conf: dict[str, Any], where: str) -> ResamplingSettin
         kwargs = conf.get(f"resampling_fn_{kind}_kwargs") or {}
         if function not in SUPPORTED_RESAMPLING:
             log.warning("%s: resampling function %s for %s is approximated by spline resampling (order %d).", where,
-                        function, kind, getattr(settings, attribute))  # fmt: skip
+                        function, kind, getattr(settings, attribute))
         if "order" in kwargs:
             setattr(settings, attribute, int(kwargs["order"]))
         if kind == "data" and "order_z" in kwargs:
             settings.order_z_anisotropic = int(kwargs["order_z"])
         if kwargs.get("force_separate_z") is not None:
             log.warning("%s: force_separate_z=%s is not supported; the automatic rule (anisotropy > 3) is used.",
-                        where, kwargs["force_separate_z"])  # fmt: skip
+                        where, kwargs["force_separate_z"])
     return settings
 
 
@@ -278,13 +278,13 @@ def load_nnunet_checkpoint(path: Path, trust: bool = False) -> dict[str, Any]:
 
 
 def convert_checkpoint(data: dict[str, Any], conf: ConfigurationPlan, dataset_json: DatasetJson, extra_inputs: int,
-                       source: str) -> dict[str, Any]:  # fmt: skip
+                       source: str) -> dict[str, Any]:
     """Our checkpoint dict with the nnU-Net weights, checked to load strictly into our network."""
     if not isinstance(data, dict) or "network_weights" not in data:
         raise AutoSegNetError(f"{source} is not an nnU-Net checkpoint (no 'network_weights').")
     weights = {_strip_prefix(k): v for k, v in data["network_weights"].items()}
     network = build_network(conf.network, dataset_json.num_channels + extra_inputs,
-                            dataset_json.num_segmentation_heads, deep_supervision=False, initialize=False)  # fmt: skip
+                            dataset_json.num_segmentation_heads, deep_supervision=False, initialize=False)
     try:
         network.load_state_dict(weights, strict=True)
     except RuntimeError as error:
@@ -299,7 +299,7 @@ def convert_checkpoint(data: dict[str, Any], conf: ConfigurationPlan, dataset_js
         "configuration": conf.name,
         "inference_allowed_mirroring_axes": None if axes is None else [int(a) for a in axes],
         "training_config": {"imported_from": "nnU-Net v2", "trainer_name": str(data.get("trainer_name", "unknown"))},
-    }  # fmt: skip
+    }
 
 
 def _strip_prefix(key: str) -> str:

@@ -75,7 +75,7 @@ def is_nnunet_export(names: list[str]) -> bool:
 
 def install_nnunet_zip(zip_path: str | Path, workspace: Workspace, force: bool = False,
                        trust_checkpoints: bool = False, stop: StopRequest | None = None,
-                       max_size: int = DEFAULT_MAX_SIZE) -> list[Path]:  # fmt: skip
+                       max_size: int = DEFAULT_MAX_SIZE) -> list[Path]:
     """Install every model folder of an nnU-Net v2 export zip into ``workspace.results/<dataset>/`` as
     ``AutoSegNet__<plans>__<configuration>``; returns the installed folders.
 
@@ -96,11 +96,11 @@ def install_nnunet_zip(zip_path: str | Path, workspace: Workspace, force: bool =
         try:
             extract_members(archive, members, names, staging / "zip", zip_path, stop, max_size)
             installed = _convert_and_move(staging, dataset, sorted(models), target_root, force, trust_checkpoints,
-                                          zip_path, stop)  # fmt: skip
+                                          zip_path, stop)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     log.info("Installed the nnU-Net v2 export %s as %s in %s", zip_path.name, ", ".join(p.name for p in installed),
-             target_root)  # fmt: skip
+             target_root)
     return installed
 
 
@@ -120,7 +120,7 @@ def export_layout(names: list[str], source: Path) -> tuple[str, dict[str, list[s
         )
     if len(datasets) > 1:
         raise AutoSegNetError(f"{source} holds models of several datasets ({', '.join(datasets)}); install one zip "
-                              "per dataset.")  # fmt: skip
+                              "per dataset.")
     return datasets[0], {model: _one_checkpoint_kind(files) for (_, model), files in complete.items()}
 
 
@@ -138,7 +138,7 @@ def _one_checkpoint_kind(files: list[str]) -> list[str]:
 
 
 def _convert_and_move(staging: Path, dataset: str, models: list[str], target_root: Path, force: bool,
-                      trust_checkpoints: bool, source: Path, stop: StopRequest) -> list[Path]:  # fmt: skip
+                      trust_checkpoints: bool, source: Path, stop: StopRequest) -> list[Path]:
     """Import each unpacked model into ``staging/converted`` and rename the results into ``target_root``."""
     unpacked = staging / "zip" / dataset
     _check_targets([target_root / _installed_name(unpacked / m, source) for m in models], models, force, source)

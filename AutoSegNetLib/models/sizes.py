@@ -16,7 +16,7 @@ from AutoSegNetLib.errors import AutoSegNetError
 #: long before it fills a typical disk (the free space is checked too).
 DEFAULT_MAX_SIZE = 16 * 10**9
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}  # fmt: skip
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
 
 def parse_size(text: str) -> int:

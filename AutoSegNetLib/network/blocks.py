@@ -106,12 +106,12 @@ class StackedConvBlocks(nn.Module):
 
     def __init__(self, num_convs: int, ops: LayerOps, input_channels: int, output_channels: int | Sequence[int],
                  kernel_size: int | Sequence[int], initial_stride: int | Sequence[int],
-                 nonlin_first: bool = False) -> None:  # fmt: skip
+                 nonlin_first: bool = False) -> None:
         super().__init__()
         self.convs = stack_units(
             num_convs, "num_convs", input_channels, output_channels, initial_stride,
             lambda c_in, c_out, stride: ConvDropoutNormReLU(ops, c_in, c_out, kernel_size, stride, nonlin_first),
-        )  # fmt: skip
+        )
         self.output_channels = self.convs[-1].output_channels
         self.initial_stride = per_axis(initial_stride, ops.ndim, "initial_stride")
 

@@ -98,12 +98,12 @@ class StackedResidualBlocks(nn.Module):
 
     def __init__(self, n_blocks: int, ops: LayerOps, input_channels: int, output_channels: int | Sequence[int],
                  kernel_size: int | Sequence[int], initial_stride: int | Sequence[int],
-                 block: ResidualBlockType = BasicBlockD) -> None:  # fmt: skip
+                 block: ResidualBlockType = BasicBlockD) -> None:
         super().__init__()
         self.blocks = stack_units(
             n_blocks, "n_blocks", input_channels, output_channels, initial_stride,
             lambda c_in, c_out, stride: block(ops, c_in, c_out, kernel_size, stride),
-        )  # fmt: skip
+        )
         self.output_channels = self.blocks[-1].output_channels
         self.initial_stride = per_axis(initial_stride, ops.ndim, "initial_stride")
 

@@ -91,7 +91,7 @@ def _run_stages(workspace: Workspace, name: str, settings: PlanSettings, reporte
     extract_fingerprint(workspace, name, settings.num_workers, reporter, stop=stop)
     stop.raise_if_requested("stopped before planning")
     plans = plan_experiment(workspace, name, settings.planner, settings.gpu_memory_gb, settings.configurations,
-                            reporter)  # fmt: skip
+                            reporter)
     return PlannedDataset(plans, report)
 
 

@@ -82,4 +82,4 @@ def determine_postprocessing(pairs: Sequence[CasePair], labels: LabelSet, num_wo
             after[key] = candidate
     after = {"foreground_mean": float(np.nanmean(list(after.values()))), **after}
     return {"format": POSTPROCESSING_FORMAT, "version": POSTPROCESSING_VERSION, "steps": steps,
-            "dice_before": before, "dice_after": after, "num_cases": len(per_case)}  # fmt: skip
+            "dice_before": before, "dice_after": after, "num_cases": len(per_case)}

@@ -14,7 +14,7 @@ from AutoSegNetLib.postprocessing.rules import apply_postprocessing, check_rules
 
 
 def apply_to_folder(input_folder: str | Path, output_folder: str | Path, rules: dict[str, Any],
-                    ending: str | None = None) -> list[Path]:  # fmt: skip
+                    ending: str | None = None) -> list[Path]:
     """Apply ``rules`` to every label map in ``input_folder`` and write them (same names, same geometry) to
     ``output_folder``; stored probabilities and uncertainty maps are not copied."""
     check_rules(rules)
@@ -30,5 +30,5 @@ def apply_to_folder(input_folder: str | Path, output_folder: str | Path, rules: 
         io = io_for(path)
         segmentation, geometry = io.read_seg(path)
         written.append(write_segmentation(output_folder, case, apply_postprocessing(segmentation, rules), geometry,
-                                          ending, io))  # fmt: skip
+                                          ending, io))
     return written

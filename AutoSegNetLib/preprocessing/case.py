@@ -129,7 +129,7 @@ def revert_probabilities(probs: np.ndarray, properties: dict[str, Any], plans: P
     full_shape = tuple(int(n) for n in properties["shape_before_cropping"])  # network axis order
     cropped_shape = tuple(int(n) for n in properties["shape_after_cropping"])
     check_memory(int((num_classes * np.prod(full_shape) + np.prod(cropped_shape)) * 4),
-                 f"Reverting {num_classes} probability maps to the original image size")  # fmt: skip
+                 f"Reverting {num_classes} probability maps to the original image size")
     backward = list(plans.transpose_backward)
     out = np.empty((num_classes, *(full_shape[a] for a in backward)), dtype=np.float32)
     in_network_order = out.transpose([0, *(int(a) + 1 for a in np.argsort(backward))])  # a view of ``out``
@@ -140,7 +140,7 @@ def revert_probabilities(probs: np.ndarray, properties: dict[str, Any], plans: P
         in_network_order[k][inside] = resample_probabilities(
             probs[k : k + 1], cropped_shape, properties["spacing_after_resampling"], properties["spacing"],
             r.order_probabilities, r.order_z_anisotropic, r.anisotropy_threshold,
-        )[0]  # fmt: skip
+        )[0]
     return out
 
 

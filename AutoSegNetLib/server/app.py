@@ -76,8 +76,10 @@ def create_app(config: ServerConfig) -> FastAPI:
         return {**server_info(counts), "client": ns.name}
 
     _add_dataset_routes(app, Client, config)
+    _add_dataset_upload_routes(app, Client, config)
     _add_file_routes(app, Client, config)
     _add_job_routes(app, Client, queue)
+    _add_job_output_routes(app, Client, queue)
 
     @app.get("/v1/models")
     def models(ns: Client) -> list[dict]:
@@ -141,6 +143,9 @@ def _add_dataset_routes(app: FastAPI, Client, config: ServerConfig) -> None:
         labels = sorted(p.name for p in (folder / "labelsTr").glob("*") if not p.name.startswith("."))
         return {"dataset_json": json.loads(path.read_text()) if path.is_file() else None, "labels": labels}
 
+
+
+def _add_dataset_upload_routes(app: FastAPI, Client, config: ServerConfig) -> None:
     @app.put("/v1/datasets/{dataset}/cases/{case}")
     async def put_case(dataset: str, case: str, request: Request, ns: Client) -> dict:
         """One training case as an uncompressed tar of ``imagesTr/<case>_XXXX<ending>`` and
@@ -201,12 +206,14 @@ def _add_file_routes(app: FastAPI, Client, config: ServerConfig) -> None:
         return FileResponse(target, filename=target.name)
 
 
+def _find(queue: JobQueue, ns: Namespace, job_id: str) -> ServerJob:
+    try:
+        return queue.get(ns, job_id)
+    except KeyError:
+        raise HTTPException(404, f"No job {job_id} in your workspace.") from None
+
+
 def _add_job_routes(app: FastAPI, Client, queue: JobQueue) -> None:
-    def find(ns: Namespace, job_id: str) -> ServerJob:
-        try:
-            return queue.get(ns, job_id)
-        except KeyError:
-            raise HTTPException(404, f"No job {job_id} in your workspace.") from None
 
     @app.post("/v1/jobs", status_code=201)
     def submit(request: JobRequest, ns: Client) -> dict:
@@ -224,20 +231,23 @@ def _add_job_routes(app: FastAPI, Client, queue: JobQueue) -> None:
     @app.get("/v1/jobs/{job_id}")
     def job(job_id: str, ns: Client) -> dict:
         with queue.lock:
-            return find(ns, job_id).describe()
+            return _find(queue, ns, job_id).describe()
 
     @app.post("/v1/jobs/{job_id}/stop")
     def stop(job_id: str, ns: Client) -> dict:
         """Ask the job to stop cleanly (a training saves checkpoint_latest first); a queued job is cancelled."""
         with queue.lock:
-            found = find(ns, job_id)
+            found = _find(queue, ns, job_id)
             queue.stop(found)
             return found.describe()
 
+
+
+def _add_job_output_routes(app: FastAPI, Client, queue: JobQueue) -> None:
     @app.get("/v1/jobs/{job_id}/log", response_class=PlainTextResponse)
     def job_log(job_id: str, ns: Client, lines: int = 200) -> str:
         with queue.lock:
-            found = find(ns, job_id)
+            found = _find(queue, ns, job_id)
         return found.engine.log_tail(max(1, min(lines, 10000))) if found.engine is not None else ""
 
     @app.get("/v1/jobs/{job_id}/events")
@@ -246,7 +256,7 @@ def _add_job_routes(app: FastAPI, Client, queue: JobQueue) -> None:
         """The job's progress events as server-sent events (``id`` = event number; resume with
         ``Last-Event-ID`` or ``?after=N``); ends with an ``end`` event holding the final status."""
         with queue.lock:
-            found = find(ns, job_id)
+            found = _find(queue, ns, job_id)
         start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
 
         def finished() -> str | None:

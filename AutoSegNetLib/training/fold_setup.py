@@ -224,7 +224,7 @@ def trained_plans(plans: dict[str, Any], configuration: str, patch_size: Sequenc
 
 
 def _other_plans_error(setup: FoldSetup, recorded: dict[str, Any], planned: dict[str, Any], plans: dict[str, Any],
-                       target: Path, source: Path) -> AutoSegNetError:  # fmt: skip
+                       target: Path, source: Path) -> AutoSegNetError:
     """The error for a model folder whose plans.json is not what this run would write."""
     patch = recorded.get("configurations", {}).get(setup.configuration, {}).get("patch_size")
     wanted = plans["configurations"][setup.configuration]["patch_size"]

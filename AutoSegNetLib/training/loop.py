@@ -66,7 +66,7 @@ class LoopSettings:
     def from_config(cls, config: TrainingConfig) -> LoopSettings:
         budget = config.time_budget_minutes
         return cls(config.iterations_per_epoch, config.val_iterations, config.epochs,
-                   budget * 60 if budget else None)  # fmt: skip
+                   budget * 60 if budget else None)
 
     def resumed_total(self, saved_total: int | None) -> int:
         """The total epochs of a run resumed from a checkpoint that planned ``saved_total``: the epochs asked for

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 _PLAIN_SCALARS = (type(None), bool, int, float, str, bytes, torch.dtype, torch.device, torch.Size)
 _NUMERIC_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16",
-                   "float32", "float64")  # fmt: skip
+                   "float32", "float64")
 _FULL_DISK = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 

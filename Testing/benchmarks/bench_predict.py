@@ -91,7 +91,7 @@ def run_worker(args: argparse.Namespace, mode: str, model: Path, inputs: Path, o
     threads = MODES[mode][2] or args.threads
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     command = [sys.executable, __file__, "--worker", mode, "--threads", str(threads), "--model-folder",
-               str(model), "--input", str(inputs), "--output", str(output)]  # fmt: skip
+               str(model), "--input", str(inputs), "--output", str(output)]
     started = time.perf_counter()
     done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -159,19 +159,19 @@ def build_random_model(results: Path) -> Path:
     from AutoSegNetLib.planning.plans import ConfigurationPlan, Plans
 
     spec = NetworkSpec("PlainConvUNet", 3, [32, 64, 128, 256], [[3, 3, 3]] * 4,
-                       [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2]], [2] * 4, [2] * 3)  # fmt: skip
+                       [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2]], [2] * 4, [2] * 3)
     configuration = ConfigurationPlan(
         name="3d_fullres", data_identifier="nnUNetPlans_3d_fullres", spacing=[1.0, 1.0, 1.0],
         patch_size=[40, 56, 40], batch_size=9, median_image_size=[36.0, 50.0, 35.0],
         normalization_schemes=["ZScoreNormalization"], use_mask_for_norm=[False], batch_dice=True,
         network=spec.to_dict(),
-    )  # fmt: skip
+    )
     plans = Plans(
         dataset_name="Dataset004_Hippocampus", plans_name="nnUNetPlans", planner="default", transpose_forward=[0, 1, 2],
         transpose_backward=[0, 1, 2], original_median_spacing=[1.0, 1.0, 1.0], original_median_shape=[36.0, 50.0, 35.0],
         image_reader_writer="SimpleITKIO", foreground_intensity_properties={},
         configurations={"3d_fullres": configuration},
-    )  # fmt: skip
+    )
     dataset_json = DatasetJson({"0": "MRI"}, {"background": 0, "Anterior": 1, "Posterior": 2}, 260, ".nii.gz")
     folder = results / "Dataset004_Hippocampus" / "AutoSegNet__nnUNetPlans__3d_fullres"
     (folder / "fold_0").mkdir(parents=True)
@@ -181,7 +181,7 @@ def build_random_model(results: Path) -> Path:
     network = build_network(spec, 1, 3, deep_supervision=True)
     torch.save({"format": CHECKPOINT_FORMAT, "version": 1, "network_weights": network.state_dict(),
                 "configuration": "3d_fullres", "inference_allowed_mirroring_axes": [0, 1, 2]},
-               folder / "fold_0" / "checkpoint_final.pth")  # fmt: skip
+               folder / "fold_0" / "checkpoint_final.pth")
     return folder
 
 
@@ -214,7 +214,7 @@ def summary(args: argparse.Namespace, images: list[Path], model: Path, modes: di
     speedups = {
         f"{mode}_speedup_vs_nnunet": round(NNUNET_REFERENCE_S[mode] / modes[mode]["total_s"], 2)
         for mode in ("tta", "no_tta") if mode in modes and len(images) == 10  # the reference is for 10 cases
-    }  # fmt: skip
+    }
     return {
         "benchmark": "predict Hippocampus cases on the CPU",
         "cases": len(images),

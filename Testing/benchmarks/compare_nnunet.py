@@ -88,7 +88,7 @@ NNUNET_FLOAT32_PATCH = (
 FP32 = "nnunet_fp32"
 LOGITS = "autosegnet_logit_average"
 NNUNET_PREDICT = "import sys; from nnunetv2.inference.predict_from_raw_data import predict_entry_point as m; " \
-                 "sys.argv[0] = 'nnUNetv2_predict'; m()"  # fmt: skip
+                 "sys.argv[0] = 'nnUNetv2_predict'; m()"
 
 
 def main() -> None:
@@ -254,7 +254,7 @@ def nnunet_configuration(conf: Any) -> dict[str, Any]:
     resampling = conf.resampling
     if resampling.anisotropy_threshold != NNUNET_ANISOTROPY_THRESHOLD:
         print(f"warning: anisotropy threshold {resampling.anisotropy_threshold} differs from nnU-Net's "
-              f"{NNUNET_ANISOTROPY_THRESHOLD} (fixed there)", file=sys.stderr)  # fmt: skip
+              f"{NNUNET_ANISOTROPY_THRESHOLD} (fixed there)", file=sys.stderr)
 
     def resampling_kwargs(is_seg: bool, order: int) -> dict[str, Any]:
         return {"is_seg": is_seg, "order": order, "order_z": resampling.order_z_anisotropic, "force_separate_z": None}
@@ -308,11 +308,11 @@ def nnunet_architecture(network: dict[str, Any]) -> dict[str, Any]:
 
 
 def nnunet_checkpoint(ours: dict[str, Any], plans: dict[str, Any], configuration: str, fold: str,
-                      dataset_json: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+                      dataset_json: dict[str, Any]) -> dict[str, Any]:
     """The dict ``nnUNetTrainer.save_checkpoint`` writes, with our weights (same state-dict keys, see
     docs/decisions/0003) and our allowed mirror axes."""
     axes = ours.get("inference_allowed_mirroring_axes", list(range(len(plans["configurations"][configuration]
-                                                                            ["patch_size"]))))  # fmt: skip
+                                                                            ["patch_size"]))))
     return {
         "network_weights": ours["network_weights"],
         "optimizer_state": None,
@@ -321,7 +321,7 @@ def nnunet_checkpoint(ours: dict[str, Any], plans: dict[str, Any], configuration
         "_best_ema": ours.get("best_ema"),
         "current_epoch": int(ours.get("epoch", 0) or 0),
         "init_args": {"plans": plans, "configuration": configuration, "fold": fold if fold == "all" else int(fold),
-                      "dataset_json": dataset_json, "device": "cpu"},  # fmt: skip
+                      "dataset_json": dataset_json, "device": "cpu"},
         "trainer_name": TRAINER,
         "inference_allowed_mirroring_axes": None if axes is None else tuple(int(a) for a in axes),
     }
@@ -329,7 +329,7 @@ def nnunet_checkpoint(ours: dict[str, Any], plans: dict[str, Any], configuration
 
 # ----- running the tools ------------------------------------------------------------------------------------
 def predict(tool: str, args: argparse.Namespace, mode: str, models: tuple[Path, Path], work: Path,
-            probabilities: bool) -> dict[str, Any]:  # fmt: skip
+            probabilities: bool) -> dict[str, Any]:
     """Run one tool's whole prediction command (``models``: our model folder, the converted nnU-Net one);
     wall seconds, peak RSS and the output folder."""
     model, nnunet_model = models
@@ -351,14 +351,14 @@ def predict(tool: str, args: argparse.Namespace, mode: str, models: tuple[Path, 
 
 
 def nnunet_command(args: argparse.Namespace, mode: str, nnunet_model: Path, inputs: Path, output: Path,
-                   probabilities: bool, float32: bool = False) -> list[str]:  # fmt: skip
+                   probabilities: bool, float32: bool = False) -> list[str]:
     """``nnUNetv2_predict`` for the converted model folder ``<Dataset>/<Trainer>__<plans>__<configuration>``
     (``float32``: with :data:`NNUNET_FLOAT32_PATCH`)."""
     trainer, plans_name, configuration = nnunet_model.name.split("__")
     code = NNUNET_FLOAT32_PATCH + NNUNET_PREDICT if float32 else NNUNET_PREDICT
     command = [str(args.nnunet_python), "-c", code, "-i", str(inputs), "-o", str(output),
                "-d", nnunet_model.parent.name, "-tr", trainer, "-p", plans_name, "-c", configuration, "-f", args.fold,
-               "-device", "cpu", "-npp", "1", "-nps", "1", "--disable_progress_bar"]  # fmt: skip
+               "-device", "cpu", "-npp", "1", "-nps", "1", "--disable_progress_bar"]
     if not MODES[mode]:
         command.append("--disable_tta")
     if probabilities:
@@ -367,10 +367,10 @@ def nnunet_command(args: argparse.Namespace, mode: str, nnunet_model: Path, inpu
 
 
 def autosegnet_command(args: argparse.Namespace, mode: str, model: Path, work: Path, output: Path,
-                       probabilities: bool, average: str) -> list:  # fmt: skip
+                       probabilities: bool, average: str) -> list:
     command = [sys.executable, "-m", "AutoSegNetLib", "predict", "--workspace", str(work / "autosegnet_workspace"),
                "--progress", "none", "--model-folder", str(model), "-f", args.fold, "-i", str(work / "input"),
-               "-o", str(output), "--device", "cpu", "--average", average]  # fmt: skip
+               "-o", str(output), "--device", "cpu", "--average", average]
     if not MODES[mode]:
         command.append("--no-tta")
     if probabilities:
@@ -394,7 +394,7 @@ def timed_run(command: list[str], env: dict[str, str], log: Path) -> dict[str, A
         tail = log.read_text()[-4000:]
         sys.exit(f"{' '.join(command[:4])} ... failed (exit {process.returncode}); log {log}:\n{tail}")
     return {"wall_s": round(wall, 3), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-            "peak_tree_pss_mb": sampler.peak_mb}  # fmt: skip
+            "peak_tree_pss_mb": sampler.peak_mb}
 
 
 class TreeMemorySampler(threading.Thread):
@@ -465,7 +465,7 @@ def compare_labels(nnunet: Path, ours: Path, cases: list[str], ending: str) -> d
         voxels += first.size
     total = sum(per_case.values())
     return {"differing_voxels": total, "voxels": voxels, "differing_fraction": round(total / max(voxels, 1), 8),
-            "geometry_equal": bool(geometry_equal), "per_case": per_case}  # fmt: skip
+            "geometry_equal": bool(geometry_equal), "per_case": per_case}
 
 
 def compare_probabilities(nnunet: Path, ours: Path, cases: list[str], ending: str) -> dict[str, Any]:
@@ -477,7 +477,7 @@ def compare_probabilities(nnunet: Path, ours: Path, cases: list[str], ending: st
     max_diff, gaps_ours, gaps_nnunet, differing = 0.0, [0.0], [0.0], 0
     for case in cases:
         p_nnunet, p_ours = (np.load(folder / f"{case}.npz")["probabilities"].astype(np.float64)
-                            for folder in (nnunet, ours))  # fmt: skip
+                            for folder in (nnunet, ours))
         if p_nnunet.shape != p_ours.shape:
             sys.exit(f"{case}: probability shapes differ: nnU-Net {p_nnunet.shape}, AutoSegNet {p_ours.shape}")
         max_diff = max(max_diff, float(np.abs(p_nnunet - p_ours).max()))
@@ -488,7 +488,7 @@ def compare_probabilities(nnunet: Path, ours: Path, cases: list[str], ending: st
             gaps_ours.append(float(top2_gap(p_ours)[mask].max()))
             gaps_nnunet.append(float(top2_gap(p_nnunet)[mask].max()))
     return {"max_abs_difference": max_diff, "differing_voxels": differing,
-            "max_top2_gap_at_differing_voxels": {"autosegnet": max(gaps_ours), "nnunet": max(gaps_nnunet)}}  # fmt: skip
+            "max_top2_gap_at_differing_voxels": {"autosegnet": max(gaps_ours), "nnunet": max(gaps_nnunet)}}
 
 
 def top2_gap(probabilities: Any) -> Any:
@@ -500,7 +500,7 @@ def top2_gap(probabilities: Any) -> Any:
 
 
 def diagnose(args: argparse.Namespace, runs: dict[str, dict], variants: dict[str, dict], mode: str,
-             cases: list[str], ending: str) -> dict[str, Any]:  # fmt: skip
+             cases: list[str], ending: str) -> dict[str, Any]:
     """The diagnostic variants compared with AutoSegNet (as it predicts) and with each other."""
     ours_key = f"autosegnet_{mode}"
     folder = {
@@ -518,16 +518,16 @@ def diagnose(args: argparse.Namespace, runs: dict[str, dict], variants: dict[str
 
 
 def summary(args: argparse.Namespace, info: dict[str, Any], model: Path, nnunet_model: Path, cases: list[str],
-            ending: str, runs: dict[str, dict], probability_runs: dict[str, dict]) -> dict[str, Any]:  # fmt: skip
+            ending: str, runs: dict[str, dict], probability_runs: dict[str, dict]) -> dict[str, Any]:
     import torch
 
     seconds, memory, labels, probabilities, diagnostics = {}, {}, {}, {}, {}
     for mode in args.modes:
         nnunet, ours = runs[f"nnunet_{mode}"], runs[f"autosegnet_{mode}"]
         seconds[mode] = {"nnunet": nnunet["wall_s"], "autosegnet": ours["wall_s"],
-                         "speedup": round(nnunet["wall_s"] / ours["wall_s"], 2)}  # fmt: skip
+                         "speedup": round(nnunet["wall_s"] / ours["wall_s"], 2)}
         memory[mode] = {tool: {k: run[k] for k in ("peak_rss_mb", "peak_tree_pss_mb")}
-                        for tool, run in (("nnunet", nnunet), ("autosegnet", ours))}  # fmt: skip
+                        for tool, run in (("nnunet", nnunet), ("autosegnet", ours))}
         labels[mode] = compare_labels(Path(nnunet["output"]), Path(ours["output"]), cases, ending)
         if args.probabilities:
             nnunet_p, ours_p = (Path(probability_runs[f"{tool}_{mode}"]["output"]) for tool in ("nnunet", "autosegnet"))
@@ -537,10 +537,10 @@ def summary(args: argparse.Namespace, info: dict[str, Any], model: Path, nnunet_
     return {
         "benchmark": "AutoSegNet vs nnU-Net v2 prediction on the CPU, same weights, whole commands",
         "versions": {"nnunet_env": info, "autosegnet_env_torch": torch.__version__,
-                     "autosegnet_env_python": sys.version.split()[0]},  # fmt: skip
+                     "autosegnet_env_python": sys.version.split()[0]},
         "threads": {"OMP_NUM_THREADS": args.threads, "autosegnet": args.threads,
                     "nnunet_prediction": info["prediction_threads"],
-                    "nnunet_export_worker": info["default_num_processes"]},  # fmt: skip
+                    "nnunet_export_worker": info["default_num_processes"]},
         "model": str(model) if args.model_folder else "random weights, nnU-Net Hippocampus 3d_fullres topology",
         "nnunet_model_folder": str(nnunet_model) if args.keep else "(temporary; keep it with --keep DIR)",
         "fold": args.fold,

@@ -25,7 +25,7 @@ def tiny_spec(ndim: int = 3, name: str = "PlainConvUNet", stages: int = 2) -> Ne
         name=name, ndim=ndim, features_per_stage=[4 * 2**s for s in range(stages)],
         kernel_sizes=[[3] * ndim] * stages, strides=[[1] * ndim] + [[2] * ndim] * (stages - 1),
         n_conv_per_stage=[1] * stages, n_conv_per_stage_decoder=[1] * (stages - 1),
-    )  # fmt: skip
+    )
 
 
 def tiny_configuration(
@@ -44,7 +44,7 @@ def tiny_configuration(
         normalization_schemes=["ZScoreNormalization"] * channels, use_mask_for_norm=[False] * channels,
         batch_dice=False, network=tiny_spec(ndim, network).to_dict(), previous_stage=previous_stage,
         next_stage=next_stage,
-    )  # fmt: skip
+    )
 
 
 def tiny_plans(configurations: Sequence[ConfigurationPlan], channels: int = 1) -> Plans:
@@ -57,7 +57,7 @@ def tiny_plans(configurations: Sequence[ConfigurationPlan], channels: int = 1) -
                      "percentile_99_5": 2.5} for c in range(channels)
         },
         configurations={c.name: c for c in configurations},
-    )  # fmt: skip
+    )
 
 
 def tiny_dataset_json(channels: int = 1, regions: bool = False, ending: str = ".nii.gz") -> DatasetJson:
@@ -66,7 +66,7 @@ def tiny_dataset_json(channels: int = 1, regions: bool = False, ending: str = ".
             channel_names={str(c): f"MR{c}" for c in range(channels)},
             labels={"background": 0, "whole": [1, 2], "core": [2]}, num_training=4, file_ending=ending,
             regions_class_order=[1, 2],
-        )  # fmt: skip
+        )
     return DatasetJson(channel_names={str(c): f"MR{c}" for c in range(channels)},
                        labels={"background": 0, "left": 1, "right": 2}, num_training=4, file_ending=ending)
 
@@ -80,16 +80,16 @@ def save_checkpoint(
         "optimizer_state": {}, "grad_scaler_state": None, "epoch": 1, "best_ema": None, "log": {},
         "rng_state": {}, "training_config": {}, "configuration": configuration,
         "inference_allowed_mirroring_axes": None if mirror_axes is None else list(mirror_axes),
-    }, path)  # fmt: skip
+    }, path)
 
 
 def random_network(configuration: ConfigurationPlan, dataset_json: DatasetJson, extra_inputs: int = 0,
-                   seed: int = 0) -> torch.nn.Module:  # fmt: skip
+                   seed: int = 0) -> torch.nn.Module:
     """A randomly initialised network for the configuration; biases of the last layer made distinct so
     outputs are not near-ties."""
     torch.manual_seed(seed)
     network = build_network(configuration.network, dataset_json.num_channels + extra_inputs,
-                            dataset_json.num_segmentation_heads, deep_supervision=True)  # fmt: skip
+                            dataset_json.num_segmentation_heads, deep_supervision=True)
     return network.eval()
 
 

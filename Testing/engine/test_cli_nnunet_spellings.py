@@ -30,7 +30,7 @@ NNUNET_COMMANDS = (
     "nnUNetv2_download_pretrained_model_by_url", "nnUNetv2_install_pretrained_model_from_zip",
     "nnUNetv2_export_model_to_zip", "nnUNetv2_move_plans_between_datasets", "nnUNetv2_evaluate_folder",
     "nnUNetv2_evaluate_simple", "nnUNetv2_convert_MSD_dataset",
-)  # fmt: skip
+)
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ def test_readme_commands_with_the_entry_point_replaced_stay_literal():
     """The rows copied from nnU-Net's documentation differ from it only in the entry point."""
     entry_points = {"nnUNetv2_plan_and_preprocess": "plan-and-preprocess", "nnUNetv2_predict": "predict",
                     "nnUNetv2_train": "train", "nnUNetv2_ensemble": "ensemble",
-                    "nnUNetv2_find_best_configuration": "find-best"}  # fmt: skip
+                    "nnUNetv2_find_best_configuration": "find-best"}
     literal = [r for r in ROWS if r.nnunet.split(" ")[0] in entry_points]
     assert len(literal) > 20
     for row in literal:
@@ -173,7 +173,7 @@ def test_a_missing_fold_is_reported_with_an_example(capsys):
 
 def test_pretrained_weights_with_a_config_file_keeps_the_file_and_notes_it(tmp_path):
     parsed = build_parser().parse_args(["train", "4", "2d", "0", "-pretrained_weights", "w.pth",
-                                        "--config", str(tmp_path / "c.json")])  # fmt: skip
+                                        "--config", str(tmp_path / "c.json")])
     assert parsed.pretrained == Path("w.pth") and parsed.epochs is None
     assert any(note.startswith("-pretrained_weights with --config") for note in notes_of(parsed))
 
@@ -190,7 +190,7 @@ def test_pretrained_weights_and_continue_are_refused_together(capsys):
     ("nnUNetTrainerNoDeepSupervision", '"deep_supervision": false'),
     ("nnUNetTrainer_warmup", "--warmup-epochs 50"),
     ("nnUNetTrainerDiceLoss", "--config FILE.json"),
-])  # fmt: skip
+])
 def test_each_trainer_variant_names_its_autosegnet_option(trainer, option, capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "4", "2d", "0", "-tr", trainer])

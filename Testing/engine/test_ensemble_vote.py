@@ -58,7 +58,7 @@ GEOMETRY = Geometry((2.0, 1.0, 1.5), (5.0, -3.0, 12.5), (0.0, 1.0, 0.0, -1.0, 0.
 
 
 def prediction_folder(folder: Path, cases: dict[str, np.ndarray], geometry: Geometry = GEOMETRY,
-                      ending: str = ".nii.gz") -> Path:  # fmt: skip
+                      ending: str = ".nii.gz") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for case, segmentation in cases.items():
         write_segmentation(folder, case, segmentation, geometry, ending)
@@ -88,7 +88,7 @@ def test_uncertainty_maps_and_probability_files_are_not_voted_on(tmp_path):
 def test_natural_image_label_maps_are_voted_as_png(tmp_path):
     flat = Geometry((999.0, 1.0, 1.0), image_dim=2)
     folders = [prediction_folder(tmp_path / name, {"img": labels(v, (1, 1, 3))}, flat, ".png")
-               for name, v in (("a", [0, 1, 2]), ("b", [0, 1, 1]), ("c", [2, 2, 1]))]  # fmt: skip
+               for name, v in (("a", [0, 1, 2]), ("b", [0, 1, 1]), ("c", [2, 2, 1]))]
     ensemble_folders(folders, tmp_path / "out", vote="hard")
     np.testing.assert_array_equal(io_for(".png").read_seg(tmp_path / "out" / "img.png")[0], [[[0, 1, 1]]])
 
@@ -119,6 +119,6 @@ def test_hard_vote_has_no_probabilities_to_save(tmp_path):
 
 def test_cli_ensemble_vote_hard_needs_no_probabilities(tmp_path):
     folders = [prediction_folder(tmp_path / name, {"x": labels(v, (1, 1, 3))})
-               for name, v in (("a", [0, 1, 2]), ("b", [0, 2, 2]), ("c", [1, 1, 0]))]  # fmt: skip
+               for name, v in (("a", [0, 1, 2]), ("b", [0, 2, 2]), ("c", [1, 1, 0]))]
     assert main(["ensemble", "-i", *map(str, folders), "-o", str(tmp_path / "out"), "--vote", "hard"]) == 0
     np.testing.assert_array_equal(io_for(".nii.gz").read_seg(tmp_path / "out" / "x.nii.gz")[0], [[[0, 1, 2]]])

@@ -148,9 +148,9 @@ def test_cli_evaluate_reads_labels_from_dataset_json_and_refuses_unpaired_predic
     ref, pred = reference_and_prediction
     dataset_json = tmp_path / "dataset.json"
     dataset_json.write_text(json.dumps({"channel_names": {"0": "MR"}, "labels": {"background": 0, "a": 1, "b": 2},
-                                        "numTraining": 2, "file_ending": ".nii.gz"}))  # fmt: skip
+                                        "numTraining": 2, "file_ending": ".nii.gz"}))
     assert main(["evaluate", str(ref), str(pred), "--dataset-json", str(dataset_json), "-o",
-                 str(tmp_path / "s.json")]) == 0  # fmt: skip
+                 str(tmp_path / "s.json")]) == 0
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["labels"] == {"1": "a", "2": "b"} and "HD95" in summary["mean"]["1"]
     write_labels(pred, "c", np.zeros((6, 6, 6)))

@@ -112,13 +112,13 @@ def test_cli_postprocess_determine_writes_rules_into_the_model_folder_and_apply_
     predictions = {case: confident(with_stray_voxels(reference(i), i)) for i, case in enumerate(CASES)}
     workspace = a_workspace(tmp_path, {"3d_fullres": predictions})
     assert main(["postprocess", "determine", "--workspace", str(workspace), "-d", "1", "-c", "3d_fullres",
-                 "-f", "0", "1"]) == 0  # fmt: skip
+                 "-f", "0", "1"]) == 0
     folder = workspace / "results" / DATASET / "AutoSegNet__nnUNetPlans__3d_fullres"
     rules = json.loads((folder / "postprocessing.json").read_text())
     assert rules["steps"][0]["labels"] == [1, 2]
     validation = folder / "fold_0" / "validation"
     assert main(["postprocess", "apply", "--workspace", str(workspace), "-d", "1", "-c", "3d_fullres",
-                 "-i", str(validation), "-o", str(tmp_path / "pp")]) == 0  # fmt: skip
+                 "-i", str(validation), "-o", str(tmp_path / "pp")]) == 0
     cleaned = io_for(".nii.gz").read_seg(tmp_path / "pp" / "c0.nii.gz")[0]
     np.testing.assert_array_equal(cleaned, reference(0))
     assert not list((tmp_path / "pp").glob("*.npz"))
@@ -142,7 +142,7 @@ def test_find_best_ranks_configurations_and_ensembles_and_prints_the_command(tmp
     assert set(names) == {"3d_fullres", "2d", "ensemble__2d__3d_fullres"}
     assert info["best"]["name"] == "3d_fullres" and names[0] == "3d_fullres"
     assert info["commands"] == ["autosegnet predict -d Dataset001_Tiny -c 3d_fullres -f 0 1 -i INPUT_FOLDER "
-                                "-o OUTPUT_FOLDER"]  # fmt: skip
+                                "-o OUTPUT_FOLDER"]
     assert "autosegnet predict -d Dataset001_Tiny -c 3d_fullres" in out
     assert (results / "AutoSegNet__nnUNetPlans__3d_fullres" / "postprocessing.json").is_file()
     assert (results / "AutoSegNet__nnUNetPlans__3d_fullres" / "crossval_folds_0_1" / "summary.json").is_file()
@@ -172,7 +172,7 @@ def test_find_best_recommends_an_ensemble_when_it_wins(tmp_path: Path) -> None:
         "autosegnet predict -d Dataset001_Tiny -c 3d_fullres -f 0 1 -i INPUT_FOLDER -o OUTPUT_FOLDER_3d_fullres "
         "--save-probabilities --disable-postprocessing",
         "autosegnet ensemble -i OUTPUT_FOLDER_2d OUTPUT_FOLDER_3d_fullres -o OUTPUT_FOLDER_ENSEMBLE",
-    ]  # fmt: skip
+    ]
 
 
 def test_find_best_without_cross_validation_results_is_a_clear_error(tmp_path: Path, capsys) -> None:

@@ -50,7 +50,7 @@ def test_list_steps_prints_every_step_in_order_without_running_any(gpu_check) ->
     assert result.returncode == 0, result.stderr
     assert [s["name"] for s in json.loads(result.stdout)] == [
         "environment", "dataset", "train_fp16", "train_bf16", "ddp", "predict_tta", "oom_fallback", "bench_training",
-    ]  # fmt: skip
+    ]
     assert [s.name for s in gpu_check.STEPS] == [s["name"] for s in json.loads(result.stdout)]
 
 
@@ -81,7 +81,7 @@ def test_without_a_gpu_the_cuda_check_fails_in_environment_and_skips_the_device_
     assert environment["cuda_available"] is False and "sees no CUDA GPU" in environment["error"]["message"]
     assert {name: r["status"] for name, r in report["steps"].items() if name != "environment"} == {
         s.name: "skipped" for s in gpu_check.STEPS if s.name != "environment"
-    }  # fmt: skip
+    }
 
 
 # ----- guarded steps and the report --------------------------------------------------------------------------
@@ -140,14 +140,14 @@ def test_progress_events_are_read_from_stdout_between_other_lines(gpu_check) -> 
 def test_seconds_per_iteration_is_the_median_gap_after_the_first_step(gpu_check) -> None:
     events = [{"event": "stage", "time": 100.0}] + [
         {"event": "iteration", "time": t} for t in (105.0, 106.0, 108.0, 109.5)
-    ]  # fmt: skip
+    ]
     assert gpu_check.iteration_timing(events) == {"iterations": 4, "first_iteration_s": 5.0, "s_per_iteration": 1.5}
 
 
 def test_only_numbers_that_are_finite_count_as_finite_losses(gpu_check) -> None:
     assert [gpu_check.is_finite(v) for v in (1.25, 0, float("nan"), float("inf"), None)] == [
         True, True, False, False, False,
-    ]  # fmt: skip
+    ]
 
 
 # ----- forced out-of-memory fallback -------------------------------------------------------------------------

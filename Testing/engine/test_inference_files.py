@@ -29,7 +29,7 @@ def workspace(tmp_path: Path) -> Path:
 @pytest.fixture
 def a_model_folder(workspace: Path) -> Path:
     return write_model_folder(workspace / "results", tiny_configuration(), tiny_dataset_json(), folds=(0, 1),
-                              mirror_axes=None)  # fmt: skip
+                              mirror_axes=None)
 
 
 def write_case(folder: Path, name: str, shape=(10, 12, 9), spacing=(2.0, 1.0, 1.5), channels: int = 1) -> None:
@@ -48,7 +48,7 @@ def test_predicted_files_keep_the_input_geometry_and_format(tmp_path: Path, a_mo
     write_case(tmp_path / "in", "caseA")
     predictor = Predictor.from_model_folder(a_model_folder, folds=None, device="cpu")
     written = predict_files(predictor, tmp_path / "in", tmp_path / "out", save_probabilities=True,
-                            uncertainty="entropy")  # fmt: skip
+                            uncertainty="entropy")
     assert [p.name for p in written] == ["caseA.nii.gz"]
     source = sitk.ReadImage(str(tmp_path / "in" / "caseA_0000.nii.gz"))
     result = sitk.ReadImage(str(written[0]))
@@ -95,13 +95,13 @@ def test_a_case_with_a_missing_channel_is_named_in_the_error(tmp_path: Path, wor
 
 
 def test_cli_predict_by_dataset_and_configuration_emits_one_event_per_case(tmp_path, workspace, a_model_folder,
-                                                                          capsys) -> None:  # fmt: skip
+                                                                          capsys) -> None:
     (workspace / "raw" / DATASET).mkdir(parents=True)
     for name in ("a", "b"):
         write_case(tmp_path / "in", name, shape=(8, 8, 8))
     code = main(["predict", "--workspace", str(workspace), "--progress", "json", "-i", str(tmp_path / "in"),
                  "-o", str(tmp_path / "out"), "-d", "1", "-c", "3d_fullres", "-f", "0", "--device", "cpu",
-                 "--no-tta"])  # fmt: skip
+                 "--no-tta"])
     assert code == 0
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [e["case"] for e in events if e["event"] == "case"] == ["a", "b"]
@@ -110,20 +110,20 @@ def test_cli_predict_by_dataset_and_configuration_emits_one_event_per_case(tmp_p
 
 
 def test_cli_predict_with_a_model_folder_and_unknown_configuration_fails_clearly(tmp_path, workspace, a_model_folder,
-                                                                                 capsys) -> None:  # fmt: skip
+                                                                                 capsys) -> None:
     write_case(tmp_path / "in", "a", shape=(8, 8, 8))
     assert main(["predict", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model-folder",
                  str(a_model_folder), "--device", "cpu", "--no-tta", "--save-uncertainty", "disagreement",
-                 "--average", "logits"]) == 0  # fmt: skip
+                 "--average", "logits"]) == 0
     assert (tmp_path / "out" / "a_uncertainty.nii.gz").is_file()
     (workspace / "raw" / DATASET).mkdir(parents=True)
     assert main(["predict", "--workspace", str(workspace), "-i", str(tmp_path / "in"), "-o", str(tmp_path / "o2"),
-                 "-d", "1", "-c", "2d"]) == 2  # fmt: skip
+                 "-d", "1", "-c", "2d"]) == 2
     assert "No trained model for configuration '2d'" in capsys.readouterr().err
 
 
 def test_natural_images_are_predicted_slice_wise_into_png_with_a_tiff_uncertainty(tmp_path: Path,
-                                                                                  workspace: Path) -> None:  # fmt: skip
+                                                                                  workspace: Path) -> None:
     configuration = tiny_configuration("2d", ndim=2, patch=(8, 8))
     folder = write_model_folder(workspace / "results", configuration, tiny_dataset_json(ending=".png"))
     (tmp_path / "in").mkdir()
@@ -141,10 +141,10 @@ def test_ensemble_of_two_folders_averages_their_probabilities(tmp_path: Path, a_
         predictor = Predictor.from_model_folder(a_model_folder, folds=[fold], device="cpu")
         predict_files(predictor, tmp_path / "in", tmp_path / f"fold{fold}", save_probabilities=True)
     assert main(["ensemble", "-i", str(tmp_path / "fold0"), str(tmp_path / "fold1"), "-o", str(tmp_path / "ens"),
-                 "--save-probabilities"]) == 0  # fmt: skip
+                 "--save-probabilities"]) == 0
     averaged = read_probabilities(tmp_path / "ens", "caseA").probabilities
     expected = (read_probabilities(tmp_path / "fold0", "caseA").probabilities
-                + read_probabilities(tmp_path / "fold1", "caseA").probabilities) / 2  # fmt: skip
+                + read_probabilities(tmp_path / "fold1", "caseA").probabilities) / 2
     np.testing.assert_allclose(averaged, expected, atol=1e-6)
     segmentation, geo = io_for(".nii.gz").read_seg(tmp_path / "ens" / "caseA.nii.gz")
     np.testing.assert_array_equal(segmentation, expected.argmax(0))
@@ -161,7 +161,7 @@ def test_ensemble_refuses_folders_without_probabilities(tmp_path: Path, a_model_
 
 
 def test_cli_warns_about_another_orientation_and_reorient_writes_the_input_geometry(tmp_path, a_model_folder,
-                                                                                   caplog) -> None:  # fmt: skip
+                                                                                   caplog) -> None:
     from _helpers_planning import uniform_fingerprint
 
     fingerprint = uniform_fingerprint(2, (1.0, 1.0, 1.0), (8, 8, 8))
@@ -170,7 +170,7 @@ def test_cli_warns_about_another_orientation_and_reorient_writes_the_input_geome
     fingerprint.save(a_model_folder / "fingerprint.json")
     write_case(tmp_path / "in", "a", shape=(8, 9, 7))  # direction code "ALS"
     common = ["predict", "-i", str(tmp_path / "in"), "--model-folder", str(a_model_folder), "--device", "cpu",
-              "--no-tta"]  # fmt: skip
+              "--no-tta"]
     assert main([*common, "-o", str(tmp_path / "as_stored")]) == 0
     assert "'a' is stored in orientation ALS" in caplog.text
     caplog.clear()

@@ -99,7 +99,7 @@ def test_averaging_logits_as_nnunet_changes_probabilities_slightly_and_sums_to_o
     ComputeSettings(), ComputeSettings(tile_batch=3, batch_mirrors=True, member_threads=2, onednn=False),
     ComputeSettings(batch_mirrors=False, member_threads=3, onednn=True, channels_last=False),
     PYTORCH_DEFAULT_COMPUTE,
-])  # fmt: skip
+])
 def test_compute_settings_change_the_speed_not_the_result(results: Path, compute: ComputeSettings) -> None:
     folder = a_model(results, folds=(0, 1))
     image, geo = blob_image(), geometry()
@@ -186,7 +186,7 @@ def test_postprocessing_rules_in_the_model_folder_are_applied_to_the_label_map(r
     image, geo = blob_image(), geometry()
     raw = Predictor.from_model_folder(folder, device="cpu").predict(image, geo)[0]
     rules = {"format": "autosegnet-postprocessing", "version": 1,
-             "steps": [{"operation": "keep_largest_component", "labels": [1, 2]}]}  # fmt: skip
+             "steps": [{"operation": "keep_largest_component", "labels": [1, 2]}]}
     write_json(folder / "postprocessing.json", rules)
     processed = Predictor.from_model_folder(folder, device="cpu").predict(image, geo)[0]
     np.testing.assert_array_equal(processed, keep_largest_component(raw, [1, 2]))
@@ -265,7 +265,7 @@ def test_reorient_predicts_in_the_training_orientation_and_turns_the_result_back
     # reference: reorient by hand, predict the LPS array, turn the result back
     reorientation = Reorientation.between("PIR", "LPS")
     reference = turned.predict_case(reorientation.apply(image), reorientation.geometry(rotated, image.shape),
-                                    uncertainty="entropy")  # fmt: skip
+                                    uncertainty="entropy")
     np.testing.assert_array_equal(result.segmentation, reorientation.invert(reference.segmentation))
     np.testing.assert_allclose(result.probabilities, reorientation.invert(reference.probabilities), atol=1e-6)
     np.testing.assert_allclose(result.uncertainty, reorientation.invert(reference.uncertainty), atol=1e-6)

@@ -92,7 +92,7 @@ def a_conv_net(ndim: int, channels: int = 2, classes: int = 3, seed: int = 0) ->
 # ----- tile positions --------------------------------------------------------------------------------
 @pytest.mark.parametrize("image, patch, step", [
     (10, 8, 0.5), (100, 40, 0.5), (57, 20, 0.5), (64, 64, 0.5), (130, 48, 0.25), (33, 7, 1.0), (9, 1, 0.5),
-])  # fmt: skip
+])
 def test_tile_starts_follow_nnunets_rule(image: int, patch: int, step: float) -> None:
     assert compute_steps([image], [patch], step) == [reference_steps(image, patch, step)]
 
@@ -151,7 +151,7 @@ def test_gaussian_map_equals_smoothing_an_impulse_with_scipy(patch: tuple[int, .
     (3, (6, 7, 5), (8, 8, 8)),         # padded on every axis
     (3, (8, 8, 8), (8, 8, 8)),         # exactly one patch
     (2, (1, 5, 8), (8, 8)),            # a 2D image with a 2D network
-])  # fmt: skip
+])
 def test_an_image_no_larger_than_the_patch_equals_one_forward_pass_of_the_padded_image(ndim, spatial, patch) -> None:
     net = a_conv_net(ndim)
     image = torch.randn(2, *spatial)
@@ -172,11 +172,11 @@ def test_an_image_no_larger_than_the_patch_equals_one_forward_pass_of_the_padded
     ((5, 30, 21), (3, 8, 8), 0.5, 4, 2),       # anisotropic patch, batched tiles, two channels
     ((6, 17, 23), (8, 8), 0.5, 3, 1),          # 2D network slice by slice
     ((9, 12, 10), (8, 8, 8), 0.3, 2, 3),       # small step
-])  # fmt: skip
+])
 def test_blended_tiles_of_an_identity_network_give_the_image_back(spatial, patch, step, tile_batch, channels) -> None:
     image = torch.randn(channels, *spatial)
     result = sliding_window_predict(Identity(), image, patch_size=patch, step=step, mirror_axes=None,
-                                    tile_batch=tile_batch, device="cpu")  # fmt: skip
+                                    tile_batch=tile_batch, device="cpu")
     assert result.shape == image.shape and result.dtype == torch.float32
     torch.testing.assert_close(result, image, rtol=1e-5, atol=1e-5)
 
@@ -243,7 +243,7 @@ def test_logit_averaging_applies_the_nonlinearity_once_to_the_blended_logits(non
     image = torch.randn(2, 12, 11, 10)  # several overlapping tiles
     logits = sliding_window_predict(nets, image, patch_size=(8, 8, 8), mirror_axes=[0, 2])
     averaged = sliding_window_predict(nets, image, patch_size=(8, 8, 8), mirror_axes=[0, 2], nonlin=nonlin,
-                                      average="logits")  # fmt: skip
+                                      average="logits")
     expected = torch.softmax(logits, 0) if nonlin == "softmax" else torch.sigmoid(logits)
     torch.testing.assert_close(averaged, expected, rtol=1e-5, atol=1e-6)
     probability_average = sliding_window_predict(nets, image, patch_size=(8, 8, 8), mirror_axes=[0, 2], nonlin=nonlin)
@@ -257,7 +257,7 @@ def test_logit_averaging_of_one_tile_is_the_softmax_of_the_mean_of_the_flipped_p
         passes = [net(image[None]), net(image[None].flip(2)).flip(2)]
     expected = torch.softmax((passes[0] + passes[1])[0] / 2, 0)
     averaged = sliding_window_predict(net, image, patch_size=(8, 8, 8), mirror_axes=[0], nonlin="softmax",
-                                      average="logits")  # fmt: skip
+                                      average="logits")
     torch.testing.assert_close(averaged, expected, rtol=1e-5, atol=1e-6)
 
 
@@ -266,7 +266,7 @@ def test_logit_averaging_keeps_the_members_entropy_of_their_probabilities() -> N
     image = torch.randn(2, 10, 9, 8)
     runs = [sliding_window_predict(nets, image, patch_size=(8, 8, 8), mirror_axes=[1], nonlin="softmax",
                                    average=average, with_member_entropy=True)
-            for average in ("probabilities", "logits")]  # fmt: skip
+            for average in ("probabilities", "logits")]
     torch.testing.assert_close(runs[0][1], runs[1][1])
     torch.testing.assert_close(runs[1][0].sum(0), torch.ones(image.shape[1:]), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="average must be one of"):
@@ -278,7 +278,7 @@ def test_fallback_plan_moves_results_to_the_cpu_then_shrinks_the_batch() -> None
     assert fallback_plan(gpu, 4, True) == [
         WindowAttempt(gpu, 4, True), WindowAttempt(cpu, 4, True), WindowAttempt(cpu, 2, True),
         WindowAttempt(cpu, 1, True), WindowAttempt(cpu, 1, False),
-    ]  # fmt: skip
+    ]
     assert fallback_plan(cpu, 1, False) == [WindowAttempt(cpu, 1, False)]
 
 
@@ -287,7 +287,7 @@ def test_out_of_memory_retries_with_fewer_tiles_and_says_so(caplog) -> None:
     net = FailsOnBigBatches(Identity(), limit=2)
     with caplog.at_level(logging.WARNING):
         result = sliding_window_predict(net, image, patch_size=(8, 8, 8), mirror_axes=[0], tile_batch=4, device="cpu",
-                                        batch_mirrors=True, member_threads=1)  # fmt: skip
+                                        batch_mirrors=True, member_threads=1)
     torch.testing.assert_close(result, image, rtol=1e-5, atol=1e-5)
     assert "Out of memory" in caplog.text and "1 tile(s) at once" in caplog.text
     assert max(net.calls[-3:]) <= 2
@@ -302,7 +302,7 @@ def test_member_entropy_is_zero_disagreement_for_identical_members() -> None:
     net = a_conv_net(3)
     image = torch.randn(2, 8, 7, 8)  # one tile: overlapping tiles that disagree would count as disagreement
     probabilities, member_entropy = sliding_window_predict([net, net], image, patch_size=(8, 8, 8), mirror_axes=None,
-                                                           nonlin="softmax", with_member_entropy=True)  # fmt: skip
+                                                           nonlin="softmax", with_member_entropy=True)
     entropy = normalised_entropy(probabilities, regions=False)
     torch.testing.assert_close(member_entropy, entropy, rtol=1e-4, atol=1e-5)
     assert disagreement(entropy, member_entropy).max() < 1e-4
@@ -346,7 +346,7 @@ def test_channels_last_instance_norm_matches_pytorch_and_keeps_the_layout(ndim: 
     layout = torch.channels_last if ndim == 2 else torch.channels_last_3d
     with torch.inference_mode():
         exact = nn.functional.instance_norm(x.double(), weight=norm.weight.double(), bias=norm.bias.double(),
-                                            eps=norm.eps)  # fmt: skip
+                                            eps=norm.eps)
         fast = channels_last_instance_norm(x.contiguous(memory_format=layout), norm.weight, norm.bias, norm.eps)
         pytorch = norm(x)
     assert fast.is_contiguous(memory_format=layout)

@@ -36,7 +36,7 @@ def labels(folder: Path) -> dict[str, np.ndarray]:
 
 def predict(model: Path, images: Path, output: Path, *options: str) -> dict[str, np.ndarray]:
     assert main(["predict", "--progress", "none", "-i", str(images), "-o", str(output), "--model-folder", str(model),
-                 "--device", "cpu", "-f", "0", *options]) == 0  # fmt: skip
+                 "--device", "cpu", "-f", "0", *options]) == 0
     return labels(output)
 
 

@@ -77,7 +77,7 @@ def nothing_installed(workspace: Workspace) -> bool:
 
 
 def test_an_nnunet_export_installs_the_same_weights_as_a_direct_import(an_export_zip, an_nnunet_results, a_workspace,
-                                                                       tmp_path) -> None:  # fmt: skip
+                                                                       tmp_path) -> None:
     assert zip_kind(an_export_zip) == "nnunet"
     installed = install_zip(an_export_zip, a_workspace)
     assert installed.kind == "nnunet" and installed.folders == [a_workspace.results / DATASET / INSTALLED]
@@ -109,7 +109,7 @@ def test_the_cli_says_which_kind_of_zip_it_installed(an_export_zip, a_workspace,
 
 
 def test_checkpoints_holding_python_objects_need_trust_checkpoints(an_nnunet_results, a_workspace, tmp_path, capsys,
-                                                                   caplog) -> None:  # fmt: skip
+                                                                   caplog) -> None:
     results = tmp_path / "copy"
     model = "nnUNetTrainer__nnUNetPlans__3d_fullres"
     for name in ("plans.json", "dataset.json", "fold_0/checkpoint_final.pth"):

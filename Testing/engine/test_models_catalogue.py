@@ -36,7 +36,7 @@ def an_entry(url: str, data: bytes, **changes) -> dict:
         "name": "tiny-3d", "url": url, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
         "labels": {"background": 0, "left": 1, "right": 2}, "channels": {"0": "MR0"}, "configuration": "3d_fullres",
         "citation": "", "licence": "CC-BY-4.0", "description": "a tiny model made in a test",
-    }  # fmt: skip
+    }
     entry.update(changes)
     return entry
 
@@ -161,6 +161,6 @@ def test_the_index_itself_is_checked() -> None:
 def test_reading_the_catalogue_does_not_import_torch() -> None:
     """The Slicer module may list models in its own process: that must not load PyTorch."""
     code = "import sys, AutoSegNetLib.models.catalogue as c; c.entries(); print(sorted(m for m in sys.modules if " \
-           "m.split('.')[0] in ('torch', 'numpy', 'SimpleITK')))"  # fmt: skip
+           "m.split('.')[0] in ('torch', 'numpy', 'SimpleITK')))"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

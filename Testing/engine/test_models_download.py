@@ -66,7 +66,7 @@ class ZipServer:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 server.requests.append({"path": self.path, "range": self.headers.get("Range"),
-                                        "if_range": self.headers.get("If-Range")})  # fmt: skip
+                                        "if_range": self.headers.get("If-Range")})
                 if self.path not in server.files:
                     self.send_error(404, "Not Found")
                     return
@@ -154,7 +154,7 @@ def test_a_zip_downloaded_over_http_is_checked_installed_and_its_download_remove
 
 
 def test_a_broken_download_resumes_with_a_range_request_where_it_broke_off(a_server, a_model_zip, a_workspace,
-                                                                            capsys) -> None:  # fmt: skip
+                                                                            capsys) -> None:
     url = a_server.url("/releases/model.zip")
     a_server.break_after = 1000
     assert cli(a_workspace, "download-model", url) == 2
@@ -183,7 +183,7 @@ def test_a_server_that_ignores_range_sends_everything_again(a_model_zip, a_works
         with pytest.raises(AutoSegNetError, match="broke off"):
             download(DownloadRequest(server.url("/model.zip")), download_folder(a_workspace))
         result = download(DownloadRequest(server.url("/model.zip"), sha256=sha256(a_model_zip)),
-                          download_folder(a_workspace))  # fmt: skip
+                          download_folder(a_workspace))
     assert result.path.read_bytes() == a_model_zip and result.resumed_from == 0
 
 
@@ -198,7 +198,7 @@ def test_a_file_of_another_size_than_expected_is_refused_before_it_is_downloaded
                                                                                  a_workspace) -> None:
     request = DownloadRequest(a_server.url("/releases/model.zip"), size=len(a_model_zip) + 1)
     with pytest.raises(AutoSegNetError, match=f"is {len(a_model_zip)} bytes according to the server, but "
-                                              f"{len(a_model_zip) + 1} bytes are expected"):  # fmt: skip
+                                              f"{len(a_model_zip) + 1} bytes are expected"):
         download(request, download_folder(a_workspace))
     assert not list(download_folder(a_workspace).glob("*.part"))
 
@@ -240,7 +240,7 @@ def test_file_urls_are_downloaded_and_installed_too(a_model_zip, a_workspace, tm
 
 
 def test_json_progress_gives_download_events_and_a_done_event_with_the_kind(a_server, a_model_zip, a_workspace,
-                                                                            capsys, monkeypatch) -> None:  # fmt: skip
+                                                                            capsys, monkeypatch) -> None:
     monkeypatch.setattr(download_module, "_CHUNK", 4096)
     url = a_server.url("/releases/model.zip")
     assert cli(a_workspace, "--progress", "json", "download-model", url) == 0
@@ -264,7 +264,7 @@ def test_a_stop_keeps_the_part_and_the_next_run_resumes_it(a_server, a_model_zip
 
 
 def test_a_complete_download_that_failed_to_install_is_not_fetched_again(a_server, a_model_zip, a_workspace,
-                                                                         capsys) -> None:  # fmt: skip
+                                                                         capsys) -> None:
     url = a_server.url("/releases/model.zip")
     assert cli(a_workspace, "download-model", url) == 0
     assert cli(a_workspace, "download-model", url) == 2  # installed already: needs --force; the zip is kept

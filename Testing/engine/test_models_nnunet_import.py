@@ -43,7 +43,7 @@ def nnunet_architecture(spec: NetworkSpec) -> dict:
             "nonlin": "torch.nn.LeakyReLU", "nonlin_kwargs": {"inplace": True},
         },
         "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
-    }  # fmt: skip
+    }
 
 
 def nnunet_configuration(conf) -> dict:
@@ -59,7 +59,7 @@ def nnunet_configuration(conf) -> dict:
         "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
         "resampling_fn_probabilities_kwargs": {**resampling, "order": 1},
         "architecture": nnunet_architecture(NetworkSpec.from_dict(conf.network)), "batch_dice": True,
-    }  # fmt: skip
+    }
 
 
 def nnunet_plans(configurations: dict[str, dict]) -> dict:
@@ -71,7 +71,7 @@ def nnunet_plans(configurations: dict[str, dict]) -> dict:
         "foreground_intensity_properties_per_channel": {"0": {
             "max": 3.0, "mean": 0.0, "median": 0.0, "min": -3.0, "percentile_00_5": -2.5, "percentile_99_5": 2.5,
             "std": 1.0}},
-    }  # fmt: skip
+    }
 
 
 def nnunet_checkpoint(network: torch.nn.Module, plans: dict, configuration: str, prefix: str, axes: tuple) -> dict:
@@ -85,17 +85,17 @@ def nnunet_checkpoint(network: torch.nn.Module, plans: dict, configuration: str,
         "init_args": {"plans": plans, "configuration": configuration, "fold": 0,
                       "dataset_json": {"labels": {"background": 0}}, "device": torch.device("cpu")},
         "trainer_name": "nnUNetTrainer", "inference_allowed_mirroring_axes": axes,
-    }  # fmt: skip
+    }
 
 
 def an_nnunet_model_folder(root: Path, conf, networks: list[torch.nn.Module], plans: dict | None = None,
-                           prefix: str = "") -> Path:  # fmt: skip
+                           prefix: str = "") -> Path:
     folder = root / "nnUNet_results" / DATASET / f"nnUNetTrainer__nnUNetPlans__{conf.name}"
     folder.mkdir(parents=True)
     plans = plans or nnunet_plans({conf.name: nnunet_configuration(conf)})
     (folder / "plans.json").write_text(json.dumps(plans, indent=4))
     dataset_json = {**tiny_dataset_json().to_dict(), "name": "Tiny", "description": "made in a test",
-                    "overwrite_image_reader_writer": "SimpleITKIO", "modality_hint": "not an nnU-Net key"}  # fmt: skip
+                    "overwrite_image_reader_writer": "SimpleITKIO", "modality_hint": "not an nnU-Net key"}
     (folder / "dataset.json").write_text(json.dumps(dataset_json))
     for fold, network in enumerate(networks):
         (folder / f"fold_{fold}").mkdir()
@@ -150,7 +150,7 @@ def test_cascade_configuration_inherits_from_its_parent() -> None:
         "3d_fullres": fullres,
         "3d_lowres": {**fullres, "spacing": [2.0, 2.0, 2.0], "next_stage": ["3d_cascade_fullres"]},
         "3d_cascade_fullres": {"inherits_from": "3d_fullres", "previous_stage": "3d_lowres"},
-    })  # fmt: skip
+    })
     cascade = plans_from_nnunet(plans, "3d_cascade_fullres").configuration("3d_cascade_fullres")
     assert cascade.previous_stage == "3d_lowres" and cascade.patch_size == [8, 8, 8] and cascade.spacing == [1, 1, 1]
     assert plans_from_nnunet(plans, "3d_lowres").configuration("3d_lowres").next_stage == "3d_cascade_fullres"
@@ -160,7 +160,7 @@ def test_legacy_plans_keys_give_the_same_network() -> None:
     legacy = {key: value for key, value in nnunet_configuration(tiny_configuration()).items() if key != "architecture"}
     legacy.update(UNet_class_name="PlainConvUNet", UNet_base_num_features=4, unet_max_num_features=6,
                   conv_kernel_sizes=[[3, 3, 3], [3, 3, 3]], pool_op_kernel_sizes=[[1, 1, 1], [2, 2, 2]],
-                  n_conv_per_stage_encoder=[1, 1], n_conv_per_stage_decoder=[1])  # fmt: skip
+                  n_conv_per_stage_encoder=[1, 1], n_conv_per_stage_decoder=[1])
     network = plans_from_nnunet(nnunet_plans({"3d_fullres": legacy}), "3d_fullres").configuration("3d_fullres").network
     assert network["features_per_stage"] == [4, 6] and network["strides"] == [[1, 1, 1], [2, 2, 2]]
 
@@ -171,7 +171,7 @@ def test_legacy_plans_keys_give_the_same_network() -> None:
     (lambda a: a["arch_kwargs"].update(dropout_op="torch.nn.Dropout3d"), "dropout_op"),
     (lambda a: a["arch_kwargs"].update(nonlin="torch.nn.ReLU"), "nonlin"),
     (lambda a: a["arch_kwargs"].update(conv_bias=False), "conv_bias"),
-])  # fmt: skip
+])
 def test_architectures_that_would_predict_differently_are_refused(change, message) -> None:
     conf = nnunet_configuration(tiny_configuration())
     change(conf["architecture"])

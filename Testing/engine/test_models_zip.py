@@ -40,7 +40,7 @@ def source(tmp_path: Path) -> Workspace:
     (workspace.raw / DATASET).mkdir()
     write_model_folder(workspace.results, tiny_configuration(), tiny_dataset_json(), folds=(0, 1), mirror_axes=None)
     (workspace.results / DATASET / MODEL / "postprocessing.json").write_text(json.dumps(
-        {"format": "autosegnet-postprocessing", "version": 1, "steps": []}))  # fmt: skip
+        {"format": "autosegnet-postprocessing", "version": 1, "steps": []}))
     return workspace
 
 
@@ -78,18 +78,18 @@ def test_the_manifest_names_versions_labels_channels_and_hashes(model_zip: Path)
     assert manifest["engine_version"] == __version__ and manifest["created"]
     assert manifest["labels"] == {"background": 0, "left": 1, "right": 2} and manifest["channel_names"] == {"0": "MR0"}
     assert manifest["models"] == [{"folder": MODEL, "configuration": "3d_fullres", "folds": ["0", "1"],
-                                   "checkpoint": "final"}]  # fmt: skip
+                                   "checkpoint": "final"}]
     assert sorted(manifest["files"]) == sorted([
         f"{MODEL}/plans.json", f"{MODEL}/dataset.json", f"{MODEL}/postprocessing.json",
         f"{MODEL}/fold_0/checkpoint_final.pth", f"{MODEL}/fold_1/checkpoint_final.pth",
-    ])  # fmt: skip
+    ])
     assert "optimizer_state" not in checkpoint and "rng_state" not in checkpoint and "network_weights" in checkpoint
 
 
 def test_cli_export_and_install_and_refuse_to_overwrite_without_force(source, target, tmp_path, capsys) -> None:
     zip_path = tmp_path / "cli.zip"
     assert main(["export-model", "--workspace", str(source.results.parent), "-d", "1", "-c", "3d_fullres",
-                 "-o", str(zip_path), "-f", "0"]) == 0  # fmt: skip
+                 "-o", str(zip_path), "-f", "0"]) == 0
     assert main(["install-model", "--workspace", str(target.results.parent), str(zip_path)]) == 0
     assert main(["install-model", "--workspace", str(target.results.parent), str(zip_path)]) == 2
     assert "--force" in capsys.readouterr().err
@@ -148,7 +148,7 @@ def drop_entry(suffix: str):
 def edit_entry(suffix: str):
     def change(entries: Entries, manifest: dict) -> None:
         entries[:] = [(i, d.replace(b"3d_fullres", b"3d_fullreZ") if i.filename.endswith(suffix) else d)
-                      for i, d in entries]  # fmt: skip
+                      for i, d in entries]
     return change
 
 

@@ -31,19 +31,19 @@ MOVED = "AutoSegNetPlansFromDataset001"
 
 
 def a_raw_dataset(workspace: Workspace, name: str, labels: dict, n_cases: int, channels: int = 1, seed: int = 0,
-                  ending: str = ".nii.gz") -> Path:  # fmt: skip
+                  ending: str = ".nii.gz") -> Path:
     """``raw/<name>`` with ``n_cases`` synthetic NIfTI cases (16 x 20 x 20 voxels, one box per label)."""
     raw = workspace.raw / name
     (raw / "imagesTr").mkdir(parents=True)
     (raw / "labelsTr").mkdir()
     DatasetJson(channel_names={str(c): f"MR{c}" for c in range(channels)}, labels=labels, num_training=n_cases,
-                file_ending=ending).save(raw / "dataset.json")  # fmt: skip
+                file_ending=ending).save(raw / "dataset.json")
     io, rng = io_for(ending), np.random.default_rng(seed)
     for index in range(n_cases):
         image, seg = synthetic_case(rng, (16, 20, 20), channels, len(labels) - 1, with_outside=False)
         for channel in range(channels):
             io.write_image(image[channel] + 3.0, raw / "imagesTr" / f"case_{index:03d}_{channel:04d}{ending}",
-                           Geometry(spacing=(1.0, 1.0, 1.0)))  # fmt: skip
+                           Geometry(spacing=(1.0, 1.0, 1.0)))
         io.write_seg(seg[0].astype(np.uint8), raw / "labelsTr" / f"case_{index:03d}{ending}", Geometry((1.0,) * 3))
     return raw
 
@@ -53,7 +53,7 @@ def source_plans(name: str = SOURCE, normalization: str = "ZScoreNormalization")
     plans.dataset_name = name
     plans.configurations["3d_fullres"].normalization_schemes = [normalization]
     plans.foreground_intensity_properties = {"0": {"mean": 40.0, "std": 300.0, "percentile_00_5": -1000.0,
-                                                   "percentile_99_5": 1500.0}}  # fmt: skip
+                                                   "percentile_99_5": 1500.0}}
     return plans
 
 
@@ -93,7 +93,7 @@ def test_a_model_trained_on_one_dataset_is_fine_tuned_on_another_with_moved_plan
 def test_everything_but_names_data_identifiers_and_reader_is_kept_as_nnunet_does() -> None:
     plans = source_plans(normalization="CTNormalization")
     dataset_json = DatasetJson(channel_names={"0": "CT"}, labels={"background": 0, "liver": 1}, num_training=2,
-                               file_ending=".nrrd")  # fmt: skip
+                               file_ending=".nrrd")
     moved = moved_plans(plans, TARGET, dataset_json, "Transfer")
     assert (moved.dataset_name, moved.plans_name) == (TARGET, "Transfer")
     assert moved.configurations["3d_fullres"].data_identifier == "Transfer_3d"  # AutoSegNetPlans_3d renamed

@@ -126,7 +126,7 @@ def test_the_ignore_label_does_not_count_as_foreground_and_an_empty_reference_fa
     ((1.0, 1.0, 2.5), (4, 5, 6), 2),        # coarsest x: sagittal
     ((1.0, 1.005, 1.0), (4, 5, 6), 0),      # within 1 %: still axial
     ((PSEUDO_2D_SPACING, 1.0, 1.0), (1, 5, 6), 0),  # 2D: the image itself
-])  # fmt: skip
+])
 def test_the_slice_is_cut_across_the_coarsest_axis_or_axially(spacing, shape, axis) -> None:
     assert ov.slice_axis(spacing, shape) == axis
 
@@ -150,7 +150,7 @@ def test_a_sagittal_slice_of_a_turned_volume_is_named_by_its_index_in_the_file()
     ((10, 20), (1.0, 1.0), (130, 260)),
     ((25, 256), (6.5, 0.78), (208, 256)),   # 25 thick rows become 208 display rows
     ((2000, 1000), (1.0, 1.0), (1024, 512)),  # shrunk to the largest size
-])  # fmt: skip
+])
 def test_display_pixels_are_square_in_mm(shape, spacing, expected) -> None:
     assert ov.display_shape(shape, spacing, OverlayStyle()) == expected
 
@@ -241,7 +241,7 @@ def test_anisotropic_spacing_gives_the_png_panel_its_physical_aspect_ratio(tmp_p
 @pytest.mark.parametrize(("direction", "pixel", "file_index", "shown_index"), [
     ((-1, 0, 0, 0, -1, 0, 0, 0, 1), (240, 240), 1, 1),  # stored RAS: turned so the patient's right is on the left
     ((1, 0, 0, 0, 1, 0, 0, 0, -1), (20, 20), 0, 2),     # stored LPI: z reversed, the file's slice index reported
-])  # fmt: skip
+])
 def test_volumes_are_shown_in_lps_and_the_slice_is_named_by_its_index_in_the_file(tmp_path, direction, pixel,
                                                                                    file_index, shown_index) -> None:
     shape = (3, 8, 8)

@@ -37,7 +37,7 @@ def two_models(workspace: Path) -> list[Path]:
         write_model_folder(workspace / "results", tiny_configuration("2d", ndim=2, patch=(8, 8)), dataset_json,
                            mirror_axes=None),
         write_model_folder(workspace / "results", tiny_configuration("3d_fullres"), dataset_json, mirror_axes=None),
-    ]  # fmt: skip
+    ]
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def separately(models: list[Path], images: Path, tmp_path: Path) -> dict[str, np
     for index, folder in enumerate(models):
         predict_files(load(folder), images, tmp_path / f"alone{index}", save_probabilities=True)
     return {case: np.mean([read_probabilities(tmp_path / f"alone{i}", case).probabilities for i in range(len(models))],
-                          axis=0) for case in ("a", "b")}  # fmt: skip
+                          axis=0) for case in ("a", "b")}
 
 
 def test_the_ensemble_is_the_mean_of_each_configurations_probabilities(tmp_path, two_models, images):
@@ -90,7 +90,7 @@ def test_continue_predicts_only_the_cases_without_an_ensembled_label_map(tmp_pat
     (tmp_path / "out" / "b.nii.gz").unlink()
     loaded = []
     predict_with_configurations(two_models, lambda f: loaded.append(f) or load(f), images, tmp_path / "out",
-                                skip_existing=True)  # fmt: skip
+                                skip_existing=True)
     assert (tmp_path / "out" / "b.nii.gz").is_file() and len(loaded) == 2
 
 
@@ -118,7 +118,7 @@ def test_one_model_folder_is_not_an_ensemble(tmp_path, two_models, images):
 def test_cli_predict_with_two_configurations_ends_with_one_done_event(tmp_path, workspace, two_models, images, capsys):
     code = main(["predict", "--workspace", str(workspace), "--progress", "json", "-i", str(images), "-o",
                  str(tmp_path / "out"), "-d", "1", "-c", "2d", "3d_fullres", "-device", "cpu", "--disable_tta",
-                 "--save_probabilities"])  # fmt: skip
+                 "--save_probabilities"])
     assert code == 0
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     done = [e for e in events if e["event"] == "done"]
@@ -134,7 +134,7 @@ def test_cli_predict_with_two_configurations_ends_with_one_done_event(tmp_path, 
     (["-c", "2d", "2d"], "names a configuration twice"),
     (["-c", "2d", "3d_fullres", "--save-uncertainty"], "needs one configuration"),
     (["-c", "2d", "3d_fullres", "--model-folder", "M"], "--model-folder names one model"),
-])  # fmt: skip
+])
 def test_impossible_ensembles_are_refused_while_parsing(extra, message, capsys):
     with pytest.raises(SystemExit):
         main(["predict", "-i", "IN", "-o", "OUT", "-d", "1", *extra])

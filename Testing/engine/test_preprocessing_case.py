@@ -192,7 +192,7 @@ def test_reverting_class_by_class_equals_resample_then_uncrop_then_transpose(reg
     r = conf.resampling
     resampled = resample_probabilities(probs, props["shape_after_cropping"], props["spacing_after_resampling"],
                                        props["spacing"], r.order_probabilities, r.order_z_anisotropic,
-                                       r.anisotropy_threshold)  # fmt: skip
+                                       r.anisotropy_threshold)
     fill = np.array([0.0 if regions else 1.0, 0.0, 0.0], np.float32)
     full = uncrop(resampled, props["bbox"], tuple(props["shape_before_cropping"]), fill)
     expected = full.transpose([0, *[a + 1 for a in plans.transpose_backward]])

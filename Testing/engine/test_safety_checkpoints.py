@@ -83,7 +83,7 @@ def test_predict_refuses_a_checkpoint_that_runs_code_and_the_code_never_runs(tmp
     make_malicious(folder / "fold_0" / "checkpoint_final.pth", marker)
     (tmp_path / "in").mkdir()
     code = main(["predict", "--progress", "none", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
-                 "--model-folder", str(folder), "--device", "cpu", "--no-tta"])  # fmt: skip
+                 "--model-folder", str(folder), "--device", "cpu", "--no-tta"])
     assert not marker.exists()
     assert code == 2
     error = capsys.readouterr().err
@@ -99,7 +99,7 @@ def test_train_refuses_a_checkpoint_that_runs_code(a_workspace_copy: Path, optio
     fold = "1" if option == "--pretrained" else "0"
     code = main(["train", "--workspace", str(a_workspace_copy), "--progress", "none", "1", "3d_fullres", fold,
                  "--device", "cpu", "--epochs", "1", "--warmup-epochs", "0", "--iterations", "1",
-                 "--val-iterations", "1", *options])  # fmt: skip
+                 "--val-iterations", "1", *options])
     assert not marker.exists()
     assert code == 2
     assert f"{checkpoint} holds Python objects" in capsys.readouterr().err
@@ -112,7 +112,7 @@ def test_export_model_refuses_a_checkpoint_that_runs_code(tmp_path, capsys) -> N
     marker = tmp_path / "marker"
     make_malicious(folder / "fold_0" / "checkpoint_final.pth", marker)
     code = main(["export-model", "--workspace", str(tmp_path / "ws"), "--progress", "none", "-d", "1",
-                 "-c", "3d_fullres", "-o", str(tmp_path / "model.zip")])  # fmt: skip
+                 "-c", "3d_fullres", "-o", str(tmp_path / "model.zip")])
     assert not marker.exists()
     assert code == 2 and not (tmp_path / "model.zip").exists()
     assert "would run code from the file" in capsys.readouterr().err
@@ -139,7 +139,7 @@ def test_a_checkpoint_written_before_this_change_still_loads_and_restores_the_ra
     np.random.seed(4)
     torch.manual_seed(5)
     old_rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-               "sampler": {"train": 7}}  # fmt: skip  -- the NumPy state as an ndarray, as before
+               "sampler": {"train": 7}}  # the NumPy state as an ndarray, as before
     expected = (random.random(), np.random.random(), torch.rand(1).item())
     path = tmp_path / "checkpoint_latest.pth"
     torch.save({"format": "autosegnet-checkpoint", "version": 1, "network_weights": {}, "rng_state": old_rng}, path)
@@ -172,7 +172,7 @@ def test_numpy_scalars_are_saved_as_python_numbers(tmp_path) -> None:
 @pytest.mark.parametrize("reader", ["training", "model folder"])
 def test_a_truncated_latest_checkpoint_is_named_and_the_other_checkpoints_are_offered(tmp_path, reader) -> None:
     folder = write_model_folder(tmp_path / "results", tiny_configuration(), tiny_dataset_json(),
-                                checkpoints=("final", "best", "latest"))  # fmt: skip
+                                checkpoints=("final", "best", "latest"))
     latest = folder / "fold_0" / "checkpoint_latest.pth"
     latest.write_bytes(latest.read_bytes()[:300])
     with pytest.raises(AutoSegNetError) as error:
@@ -229,7 +229,7 @@ def test_a_forced_nnunet_import_replaces_the_earlier_one_only_when_it_succeeds(t
     (imported / "notes.txt").write_text("earlier import")
     other = tiny_configuration(network="ResidualEncoderUNet")
     torch.save(nnunet.nnunet_checkpoint(nnunet.random_network(other, tiny_dataset_json()), {}, "3d_fullres", "",
-                                        (0, 1, 2)), source / "fold_0" / "checkpoint_final.pth")  # fmt: skip
+                                        (0, 1, 2)), source / "fold_0" / "checkpoint_final.pth")
     with pytest.raises(AutoSegNetError, match="do not fit"):
         import_nnunet_model(source, tmp_path / "out", force=True)
     assert (imported / "notes.txt").read_text() == "earlier import"
@@ -258,7 +258,7 @@ save_checkpoint(Path(sys.argv[1]), epoch=2)
 
 def _writer(path: Path, mode: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(path), mode], cwd=REPO, text=True,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
 
 def _temporaries(folder: Path) -> list[str]:
@@ -363,7 +363,7 @@ def test_checkpoints_are_fsynced_before_the_rename(tmp_path, fsynced, monkeypatc
     order: list[str] = []
     real_replace = os.replace
     monkeypatch.setattr(os, "replace", lambda a, b: (order.append(f"replace after {len(fsynced)} fsync"),
-                                                     real_replace(a, b))[1])  # fmt: skip
+                                                     real_replace(a, b))[1])
     a_checkpoint(tmp_path / "checkpoint_latest.pth")
     assert order and order[0] != "replace after 0 fsync"
 

@@ -43,7 +43,7 @@ def write_input(folder: Path, name: str, image: np.ndarray | None = None, ending
 
 def predict_cli(inputs: Path, output: Path, model_folder: Path, *extra: str) -> int:
     return main(["--progress", "json", "predict", "-i", str(inputs), "-o", str(output), "--model-folder",
-                 str(model_folder), "--device", "cpu", "--no-tta", *extra])  # fmt: skip
+                 str(model_folder), "--device", "cpu", "--no-tta", *extra])
 
 
 def json_events(text: str) -> list[dict]:
