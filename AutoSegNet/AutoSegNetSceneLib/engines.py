@@ -9,6 +9,7 @@ down around a prediction. The job objects both return have one interface (``poll
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Sequence
@@ -79,17 +80,15 @@ class RemoteEngine:
 
     def find_jobs(self, jobs_root: Path) -> list:
         """The newest server job of each kind recorded here, followed again (a thread asks the server)."""
-        found, kinds = [], set()
-        for record in sorted(Path(jobs_root).glob(f"*/{REMOTE_FILE}"), reverse=True):
+        newest: dict[str, Path] = {}
+        for record in sorted(Path(jobs_root).glob(f"*/{REMOTE_FILE}"), reverse=True):  # newest folder first
             try:
-                job = RemoteJob.reattach(self.connection, record.parent)
+                kind = json.loads(record.read_text()).get("kind", "")
             except (OSError, ValueError) as exc:
-                log.warning("Cannot re-attach remote job %s: %s", record.parent, exc)
+                log.warning("Cannot read remote job %s: %s", record.parent, exc)
                 continue
-            if job.kind not in kinds:
-                kinds.add(job.kind)
-                found.append(job)
-        return found
+            newest.setdefault(kind, record.parent)
+        return [RemoteJob.reattach(self.connection, folder) for folder in newest.values()]
 
     def models(self, workspace_root: Path) -> list[versions.ModelInfo]:
         """The server's models as last listed; never waits: starts a new listing in the background, and

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -34,9 +35,10 @@ def free_port() -> int:
 class Server:
     """``python -m AutoSegNetLib serve`` in a subprocess; ``url``, ``stop()``, ``log()``."""
 
-    def __init__(self, workspace: Path, port: int | None = None, tokens: str | None = TOKENS, *extra: str) -> None:
-        self.workspace, self.port = Path(workspace), port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+    def __init__(self, workspace: Path, port: int | None = None, tokens: str | None = TOKENS, *extra: str,
+                 scheme: str = "http", cafile: str | None = None) -> None:
+        self.workspace, self.port, self.cafile = Path(workspace), port or free_port(), cafile
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
         env = {**os.environ, "PYTHONPATH": str(REPO), "AUTOSEGNET_SERVER_TOKENS": tokens or ""}
         self.log_path = self.workspace.parent / f"server-{self.port}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,7 +54,8 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the server exited: {self.log()}")
             with contextlib.suppress(OSError):
-                urllib.request.urlopen(f"{self.url}/openapi.json", timeout=2).read()
+                context = ssl.create_default_context(cafile=self.cafile) if self.cafile else None
+                urllib.request.urlopen(f"{self.url}/openapi.json", timeout=2, context=context).read()
                 return
             time.sleep(0.2)
         raise TimeoutError(f"the server did not start: {self.log()}")
@@ -74,8 +77,9 @@ class Server:
 
 
 @contextlib.contextmanager
-def running_server(workspace: Path, *extra: str, tokens: str | None = TOKENS) -> Iterator[Server]:
-    server = Server(workspace, None, tokens, *extra)
+def running_server(workspace: Path, *extra: str, tokens: str | None = TOKENS, scheme: str = "http",
+                   cafile: str | None = None) -> Iterator[Server]:
+    server = Server(workspace, None, tokens, *extra, scheme=scheme, cafile=cafile)
     try:
         yield server
     finally:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -160,3 +161,19 @@ def test_an_open_server_on_localhost_serves_the_local_namespace(tmp_path):
         connection = Connection(server.url)
         assert connection.info()["client"] == "local"
         assert (tmp_path / "workspace" / "clients" / "local" / "raw").is_dir()
+
+
+def test_a_server_with_a_certificate_speaks_tls_and_the_client_checks_it(tmp_path):
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    with running_server(tmp_path / "workspace", "--certfile", str(cert), "--keyfile", str(key),
+                        scheme="https", cafile=str(cert)) as server:
+        assert server.url.startswith("https://")
+        assert Connection(server.url, ALICE, cafile=str(cert)).info()["client"] == "alice"
+        with pytest.raises(RemoteError, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+            Connection(server.url, ALICE).info()  # not trusted without the certificate

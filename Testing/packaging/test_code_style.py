@@ -16,6 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 PRODUCT = ("AutoSegNetLib", "AutoSegNet")
 MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 50
+MARKER = "# " + "fmt:"  # spelt in two parts so that this file does not carry it
 
 
 def tracked_python_files(*roots: str) -> list[Path]:
@@ -27,7 +28,7 @@ def tracked_python_files(*roots: str) -> list[Path]:
 
 def test_no_file_carries_formatter_markers():
     marked = [f"{p.relative_to(REPO)}:{n}" for p in tracked_python_files(".")
-              for n, line in enumerate(p.read_text().splitlines(), 1) if "# fmt:" in line]
+              for n, line in enumerate(p.read_text().splitlines(), 1) if MARKER in line]
     assert marked == []
 
 
