@@ -544,6 +544,10 @@ def summary(args: argparse.Namespace, info: dict[str, Any], model: Path, nnunet_
         "model": str(model) if args.model_folder else "random weights, nnU-Net Hippocampus 3d_fullres topology",
         "nnunet_model_folder": str(nnunet_model) if args.keep else "(temporary; keep it with --keep DIR)",
         "fold": args.fold,
+        "settings": {"nnunet": "nnUNetv2_predict -device cpu -npp 1 -nps 1 (its fastest on 2 cores: one "
+                               "preprocessing and one export worker)",
+                     "autosegnet": f"predict --device cpu --average {args.average}",
+                     "timing": f"whole commands, start-up included; fastest of {max(1, args.repeats)} run(s)"},
         "autosegnet_average": args.average,
         "cases": len(cases),
         "load_average_before": args.load_before,

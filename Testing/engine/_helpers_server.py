@@ -46,7 +46,11 @@ class Server:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "AutoSegNetLib", "serve", "--workspace", str(workspace), "--port",
                  str(self.port), *extra], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
-        self._wait_until_up()
+        try:
+            self._wait_until_up()
+        except BaseException:  # a server that never answered must not outlive the test
+            self.stop()
+            raise
 
     def _wait_until_up(self, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s

@@ -18,7 +18,8 @@ from AutoSegNetSceneLib.synthetic import add_synthetic_case
 from AutoSegNetSceneLib.workflow import Workflow
 
 from AutoSegNetLib.remote.connection import Connection
-from Testing.engine._helpers_server import ALICE, running_server
+from AutoSegNetLib.remote.remote_job import RemoteJob
+from Testing.engine._helpers_server import ALICE, BOB, running_server
 
 pytest.importorskip("fastapi", reason="the server needs the 'server' extra (fastapi, uvicorn)")
 
@@ -107,3 +108,15 @@ def test_the_loop_runs_on_a_server_through_the_module_workflow(a_scene, tmp_path
     assert [m.version for m in engine.refresh_models(local) if m.version] == ["v001", "v002"]
     assert longest < 0.2, f"a poll took {longest:.3f} s: the GUI thread must never wait on the server"
     assert np.all(np.isfinite([e["train_loss"] for e in job.state.history]))
+
+    # a model zip exported on the server, downloaded, and installed through another client's module
+    export = RemoteJob.submit(engine.connection, "export-model", ["-d", "Dataset991_Remote", "-c", "3d_fullres",
+                                                                  "-o", "jobs/export/model.zip"], local / "jobs/x")
+    assert export.wait(300).status == "finished", export.log_tail()
+    engine.connection.download("jobs/export/model.zip", tmp_path / "model.zip")
+    bob = Workflow(a_scene, engine=RemoteEngine(Connection(a_server.url, BOB)))
+    job = bob.start_model_install(tmp_path / "bob", tmp_path / "model.zip")
+    poll_until(bob, lambda: not job.running, what="install")
+    assert job.state.status == "finished", (job.state.message, job.log_tail())
+    installed = bob.engine.refresh_models(tmp_path / "bob")
+    assert [m.dataset for m in installed] == ["Dataset991_Remote"] and installed[0].labels == model.labels
