@@ -115,10 +115,10 @@ class RemoteEngine:
         found = []
         for entry in self.connection.json("GET", "/v1/models"):
             for item in entry["metadata"]:
-                target = Path(workspace_root) / item["path"]
+                target = local_path(workspace_root, item["path"])
                 if not target.is_file() or target.stat().st_size != item["bytes"]:
                     self.connection.download(item["path"], target)
-            model = versions.read_model(Path(workspace_root) / entry["path"], folds=entry["folds"])
+            model = versions.read_model(local_path(workspace_root, entry["path"]), folds=entry["folds"])
             if model is not None:
                 found.append(model)
         return found
@@ -165,7 +165,7 @@ class RemoteEngine:
             remote = folders.output.relative_to(root).as_posix()
             files = self.connection.json("GET", f"/v1/files/{remote}")["files"]
             for index, item in enumerate(files):
-                self.connection.download(item["path"], root / item["path"])
+                self.connection.download(item["path"], local_path(root, item["path"]))
                 report(index + 1, len(files), Path(item["path"]).name)
 
         return [JobStep("upload", start=lambda: ThreadJob(upload, "segment", "upload", meta)),
@@ -192,3 +192,13 @@ def server_arguments(args: Sequence[str], workspace_root: Path) -> list[str]:
         else:
             result.append(token)
     return result
+
+
+def local_path(workspace_root: Path, relative: str) -> Path:
+    """Where a file the server names (relative to the client's workspace there) goes here; a name that would
+    leave the local workspace (``..``, an absolute path) is refused, whatever the server sends."""
+    root = Path(workspace_root).resolve()
+    path = (root / relative).resolve()
+    if Path(relative).is_absolute() or not path.is_relative_to(root):
+        raise ValueError(f"The server named {relative!r}, which is outside the workspace {root}; not written.")
+    return path

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from AutoSegNetSceneLib.engines import RemoteEngine, server_arguments
+from AutoSegNetSceneLib.engines import RemoteEngine, local_path, server_arguments
 from AutoSegNetSceneLib.selftest import TINY_TRAINING, heavy_parts_missing
 from AutoSegNetSceneLib.settings import DatasetSettings, TrainingSettings
 from AutoSegNetSceneLib.synthetic import add_synthetic_case
@@ -43,6 +43,13 @@ def test_server_arguments_drop_the_workspace_and_make_its_paths_relative(tmp_pat
                                                 "versions/D/v001/fold_all/c.pth"]
     with pytest.raises(ValueError, match="outside the workspace"):
         server_arguments(["predict", "-i", "/elsewhere/images"], tmp_path)
+
+
+def test_a_file_the_server_names_outside_the_workspace_is_never_written(tmp_path):
+    assert local_path(tmp_path, "results/D/m/plans.json") == tmp_path.resolve() / "results/D/m/plans.json"
+    for bad in ("../outside.json", "results/../../outside.json", "/etc/passwd"):
+        with pytest.raises(ValueError, match="outside the workspace"):
+            local_path(tmp_path, bad)
 
 
 @pytest.fixture
