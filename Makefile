@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 WORKSPACE ?= demo_workspace
 TORCH_INDEX ?=
 
-.PHONY: demo test test-all lint bench install clean
+.PHONY: demo test test-all lint bench install clean web-test
 
 demo: $(VENV)/.installed  ## run the whole pipeline on the embedded synthetic dataset
 	$(BIN)/python -m AutoSegNetLib demo --workspace $(WORKSPACE)
@@ -28,5 +28,19 @@ $(VENV)/.installed: pyproject.toml constraints.txt scripts/install_engine.sh
 	PYTHON="$(PYTHON)" TORCH_INDEX="$(TORCH_INDEX)" bash scripts/install_engine.sh $(VENV) test
 	touch $@
 
+# The web UI has its own environment (trame-slicer pins slicer-core 5.11; docs/decisions/0021-web-ui-dependencies.md)
+# and needs Debian's chromium (apt install chromium) for its browser test.
+WEB_VENV ?= .venv-web
+web-test: $(WEB_VENV)/.installed  ## the web UI's browser test (own environment .venv-web)
+	$(WEB_VENV)/bin/python -m pytest -q -m "slow or not slow" Testing/web
+
+# torch first (pinned in constraints.txt, TORCH_INDEX honoured: scripts/install_engine.sh), then trame-slicer, then
+# the project with constraints.txt (keeps trame-slicer's slicer-core 5.11.0.6; pip check is clean), and playwright.
+$(WEB_VENV)/.installed: pyproject.toml constraints.txt scripts/install_engine.sh
+	PYTHON="$(PYTHON)" TORCH_INDEX="$(TORCH_INDEX)" bash scripts/install_engine.sh --torch-only $(WEB_VENV)
+	$(WEB_VENV)/bin/python -m pip install --quiet "trame-slicer[standalone]==2.0.0"
+	$(WEB_VENV)/bin/python -m pip install --quiet -c constraints.txt -e ".[test]" playwright
+	touch $@
+
 clean:
-	rm -rf $(VENV) $(WORKSPACE) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(WEB_VENV) $(WORKSPACE) .pytest_cache .ruff_cache

@@ -19,7 +19,7 @@ from AutoSegNetLib.utils.workers import WorkerError, run_parallel
 ARCHITECTURE_COMMANDS = {"convert", "verify", "fingerprint", "plan", "preprocess", "plan-and-preprocess", "train",
                          "predict", "evaluate", "ensemble", "postprocess", "find-best", "export-model",
                          "install-model", "import-nnunet", "import-staged", "demo", "plot-overlays",
-                         "download-model", "models", "move-plans", "serve", "version"}
+                         "download-model", "models", "move-plans", "serve", "version", "web"}
 
 
 def test_help_lists_every_command_of_the_architecture(capsys):
