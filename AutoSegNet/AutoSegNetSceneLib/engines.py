@@ -22,7 +22,7 @@ from AutoSegNetLib.models import versions
 from AutoSegNetLib.remote.connection import Connection
 from AutoSegNetLib.remote.dataset_sync import sync_dataset
 from AutoSegNetLib.remote.remote_job import REMOTE_FILE, RemoteJob
-from AutoSegNetSceneLib.job_chain import JobStep
+from AutoSegNetSceneLib.job_chain import JobChain, JobStep
 
 log = logging.getLogger(__name__)
 COMMON_VALUE_OPTIONS = ("--workspace", "--progress")
@@ -56,6 +56,10 @@ class LocalEngine:
 
     def install_steps(self, workspace_root: Path, zip_file: Path, install_command) -> list[JobStep]:
         return [JobStep("install", install_command(workspace_root, zip_file))]
+
+    def follow_prediction(self, job, workspace_root: Path, folders):
+        """A re-attached prediction job, followed to where its output is on this computer: here, itself."""
+        return job
 
 
 class RemoteEngine:
@@ -161,6 +165,18 @@ class RemoteEngine:
                 self.connection.upload("PUT", f"/v1/files/{path.relative_to(root).as_posix()}", path)
                 report(index + 1, len(files), path.name)
 
+        return [JobStep("upload", start=lambda: ThreadJob(upload, "segment", "upload", meta)),
+                JobStep("predict", predict_args), self._download_step(root, folders, meta)]
+
+    def follow_prediction(self, job, workspace_root: Path, folders):
+        """A prediction re-attached after a restart, then the download of its output (as the chain that started
+        it would have done)."""
+        steps = [JobStep("predict", start=lambda: job), self._download_step(Path(workspace_root), folders, job.meta)]
+        return JobChain(steps, Path(workspace_root) / "jobs", "segment", meta=job.meta).start()
+
+    def _download_step(self, root: Path, folders, meta: dict) -> JobStep:
+        """Download the prediction's output folder into the same place in the local workspace."""
+
         def download(report, cancelled):
             remote = folders.output.relative_to(root).as_posix()
             files = self.connection.json("GET", f"/v1/files/{remote}")["files"]
@@ -168,9 +184,7 @@ class RemoteEngine:
                 self.connection.download(item["path"], local_path(root, item["path"]))
                 report(index + 1, len(files), Path(item["path"]).name)
 
-        return [JobStep("upload", start=lambda: ThreadJob(upload, "segment", "upload", meta)),
-                JobStep("predict", predict_args),
-                JobStep("download", start=lambda: ThreadJob(download, "segment", "download", meta))]
+        return JobStep("download", start=lambda: ThreadJob(download, "segment", "download", meta))
 
 
 def server_arguments(args: Sequence[str], workspace_root: Path) -> list[str]:

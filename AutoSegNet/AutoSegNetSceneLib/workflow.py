@@ -230,9 +230,9 @@ class Workflow:
         and follow trainings of the dataset started elsewhere (through their fold's ``status.json``)."""
         found = []
         for job in self.engine.find_jobs(dataset.workspace_root / "jobs"):
-            if job.kind == "segment" and self.engine.remote:
-                continue  # its result is downloaded by the chain that started it; see engines.RemoteEngine
             if job.kind == "segment" and Path(job.meta.get("prediction") or "/nonexistent").is_dir():
+                job = self.engine.follow_prediction(job, dataset.workspace_root,
+                                                    segment.PredictionFolders(Path(job.meta["prediction"])))
                 self._follow_segmentation(job)
                 if not job.running:
                     self._import_segmentation(job, self.scene.GetNodeByID(job.meta.get("volume") or ""))

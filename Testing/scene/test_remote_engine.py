@@ -107,6 +107,18 @@ def test_the_loop_runs_on_a_server_through_the_module_workflow(a_scene, tmp_path
     names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
     assert names == ["ball", "box"]
 
+    # Slicer closed while the server predicts: a restarted module re-attaches, downloads and imports the result
+    job = workflow.start_segmentation(local, [target], model, fast_preview=True)
+    poll_until(workflow, lambda: job.state.stage.startswith("predict (2/3)"), what="prediction on the server")
+    job.detach()
+    del workflow.jobs["segment"]
+    restarted = Workflow(a_scene, engine=RemoteEngine(Connection(a_server.url, ALICE)))
+    restarted.reattach(dataset)
+    poll_until(restarted, lambda: not restarted.jobs["segment"].running, what="re-attached prediction")
+    assert restarted.jobs["segment"].state.status == "finished", restarted.jobs["segment"].state.message
+    again = restarted.take_new_segmentation()
+    assert again is not None and again.GetSegmentation().GetNumberOfSegments() == 2
+
     workflow.training_set().add_case([target], result, corrected=True)
     job = workflow.start_retraining(dataset, training, model)
     longest = max(longest, poll_until(workflow, lambda: not job.running, what="retraining"))
