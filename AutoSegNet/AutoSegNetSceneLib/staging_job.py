@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from AutoSegNetLib.jobs.state import FAILED, FINISHED, RUNNING, STOPPED, JobState
+from AutoSegNetLib.jobs.followed import FollowedJob
+from AutoSegNetLib.jobs.state import FAILED, FINISHED, STOPPED, JobState
 from AutoSegNetSceneLib.staging import StagedExport, StagingResult
 
 log = logging.getLogger(__name__)
@@ -21,25 +21,19 @@ log = logging.getLogger(__name__)
 POLL_BUDGET_S = 0.05
 
 
-class StagingJob:
+class StagingJob(FollowedJob):
     """Same interface as :class:`~AutoSegNetLib.jobs.engine_job.EngineJob` (``poll``, ``stop``, ``kill``, ``wait``,
     ``running``, ``state``, ``on_event``, ``on_finished``); the work happens inside :meth:`poll`."""
 
-    kind = "stage"
-    meta: dict = {}
     pid = None
 
     def __init__(self, export: StagedExport, budget_s: float = POLL_BUDGET_S) -> None:
+        super().__init__()
+        self.record = {"kind": "stage", "meta": {}}
         self.export = export
         self.budget_s = budget_s
         self.folder = Path(export.folder)
-        self.state = JobState(stage="stage")
-        self.on_event: list[Callable[[dict], None]] = []
-        self.on_finished: list[Callable[[StagingJob], None]] = []
-
-    @property
-    def running(self) -> bool:
-        return self.state.status == RUNNING
+        self.state.stage = "stage"
 
     @property
     def result(self) -> StagingResult | None:
@@ -60,21 +54,14 @@ class StagingJob:
             return []
         event = {"event": "stage", "stage": "stage", "message": self.export.message,
                  "fraction": self.export.fraction}
-        self.state.update(event)
-        for callback in list(self.on_event):
-            callback(event)
+        self._dispatch([event])
         if self.export.result is not None:
             self._end(FINISHED, self.export.result.summary())
         return [event]
 
     def wait(self, timeout: float | None = None, interval: float = 0.0) -> JobState:
-        """Stage everything now (scripts and tests)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.running:
-            self.poll()
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"Staging still running after {timeout} s.")
-        return self.state
+        """Stage everything now (scripts and tests): no pause between polls."""
+        return super().wait(timeout, interval)
 
     def stop(self, grace_s: float = 0.0) -> None:
         if self.running:
@@ -82,14 +69,9 @@ class StagingJob:
 
     kill = stop
 
-    def detach(self) -> None:
-        self.on_event.clear()
-        self.on_finished.clear()
-
     def log_tail(self, lines: int = 20) -> str:
         return self.state.message
 
     def _end(self, status: str, message: str) -> None:
         self.state.status, self.state.message, self.state.return_code = status, message, 0
-        for callback in list(self.on_finished):
-            callback(self)
+        self._announce_finished()
