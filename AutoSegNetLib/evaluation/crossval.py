@@ -12,9 +12,9 @@ from pathlib import Path
 
 from AutoSegNetLib.dataset.raw import RawDataset
 from AutoSegNetLib.errors import AutoSegNetError
-from AutoSegNetLib.evaluation.evaluate import CasePair
+from AutoSegNetLib.evaluation.evaluate import CasePair, label_map_files
 from AutoSegNetLib.inference.outputs import probability_cases
-from AutoSegNetLib.layout import UNCERTAINTY_SUFFIX, validation_folder
+from AutoSegNetLib.layout import validation_folder
 
 DEFAULT_FOLDS = ("0", "1", "2", "3", "4")
 
@@ -36,10 +36,7 @@ def crossval_pairs(
                 f"{folder} does not exist: fold {fold} of {Path(model_folder).name} has no cross-validation "
                 "predictions. Finish training that fold (training predicts its validation cases at the end)."
             )
-        for prediction in sorted(folder.glob(f"*{ending}")):
-            case = prediction.name[: -len(ending)]
-            if case.endswith(UNCERTAINTY_SUFFIX) or case.startswith("."):
-                continue
+        for case, prediction in label_map_files(folder, ending):
             if case not in references:
                 raise AutoSegNetError(f"{prediction}: case {case!r} has no label file in the raw dataset.")
             pairs.append(CasePair(case, references[case], prediction))

@@ -82,10 +82,7 @@ def pair_folders(reference_folder: Path, prediction_folder: Path, ending: str | 
             raise AutoSegNetError(f"{folder} is not a folder.")
     ending = ending or common_ending(prediction_folder)
     pairs = []
-    for prediction in sorted(prediction_folder.glob(f"*{ending}")):
-        case = prediction.name[: -len(ending)]
-        if case.endswith(UNCERTAINTY_SUFFIX) or prediction.name.startswith("."):
-            continue
+    for case, prediction in label_map_files(prediction_folder, ending):
         reference = reference_folder / prediction.name
         if not reference.is_file():
             raise AutoSegNetError(
@@ -188,6 +185,17 @@ def labels_for(dataset_json: DatasetJson | None, values: Sequence[int] | None, r
     if regions and not dataset_json.has_regions:
         raise AutoSegNetError(f"--regions: {dataset_json.source} defines no regions (labels that are lists of values).")
     return LabelSet.from_dataset_json(dataset_json, regions or None)
+
+
+def label_map_files(folder: Path, ending: str) -> list[tuple[str, Path]]:
+    """``(case, path)`` of the label maps ``<case><ending>`` in ``folder``, sorted by name; uncertainty maps
+    (``<case>_uncertainty<ending>``) and hidden files are left out."""
+    found = []
+    for path in sorted(Path(folder).glob(f"*{ending}")):
+        case = path.name[: -len(ending)]
+        if not case.endswith(UNCERTAINTY_SUFFIX) and not case.startswith("."):
+            found.append((case, path))
+    return found
 
 
 def common_ending(folder: Path) -> str:

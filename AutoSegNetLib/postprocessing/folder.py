@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from AutoSegNetLib.errors import AutoSegNetError
-from AutoSegNetLib.evaluation.evaluate import common_ending
+from AutoSegNetLib.evaluation.evaluate import common_ending, label_map_files
 from AutoSegNetLib.imageio import io_for
 from AutoSegNetLib.inference.outputs import write_segmentation
-from AutoSegNetLib.layout import UNCERTAINTY_SUFFIX
 from AutoSegNetLib.postprocessing.rules import apply_postprocessing, check_rules
 
 
@@ -23,10 +22,7 @@ def apply_to_folder(input_folder: str | Path, output_folder: str | Path, rules: 
         raise AutoSegNetError(f"Input folder {input_folder} does not exist.")
     ending = ending or common_ending(input_folder)
     written = []
-    for path in sorted(input_folder.glob(f"*{ending}")):
-        case = path.name[: -len(ending)]
-        if case.endswith(UNCERTAINTY_SUFFIX) or case.startswith("."):
-            continue
+    for case, path in label_map_files(input_folder, ending):
         io = io_for(path)
         segmentation, geometry = io.read_seg(path)
         written.append(write_segmentation(output_folder, case, apply_postprocessing(segmentation, rules), geometry,
