@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import ssl
 import urllib.error
 import urllib.parse
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.utils.atomic import atomic_path
 
 CHUNK = 1 << 20
 CHECKSUM_HEADER = "X-Content-SHA256"
@@ -70,19 +70,12 @@ class Connection:
 
     def download(self, path: str, target: Path) -> int:
         """Save the server's ``/v1/files/<path>`` at ``target`` (via a temporary file); returns its size."""
-        target = Path(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{target.name}.download")
         size = 0
-        try:
-            with self._open("GET", f"/v1/files/{urllib.parse.quote(path)}") as response, \
-                    open(temporary, "wb") as out:
-                while chunk := response.read(CHUNK):
-                    out.write(chunk)
-                    size += len(chunk)
-            os.replace(temporary, target)
-        finally:
-            temporary.unlink(missing_ok=True)
+        with atomic_path(target) as temporary, self._open("GET", f"/v1/files/{urllib.parse.quote(path)}") as \
+                response, open(temporary, "wb") as out:
+            while chunk := response.read(CHUNK):
+                out.write(chunk)
+                size += len(chunk)
         return size
 
     def events(self, job_id: str, after: int = 0, timeout_s: float = 60.0) -> Iterator[tuple[int | None, str, dict]]:

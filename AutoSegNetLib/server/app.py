@@ -10,6 +10,7 @@ No ``from __future__ import annotations`` here: FastAPI reads the route annotati
 import contextlib
 import json
 import logging
+import tempfile
 import threading
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,6 +22,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.layout import DATASET_JSON_FILE
 from AutoSegNetLib.server import uploads
 from AutoSegNetLib.server.config import LOCAL_CLIENT, ServerConfig
 from AutoSegNetLib.server.events import event_stream
@@ -35,7 +37,7 @@ from AutoSegNetLib.server.namespace import (
     client_for_token,
     namespace_for,
 )
-from AutoSegNetLib.utils.atomic import write_json
+from AutoSegNetLib.utils.atomic import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 MAX_JSON_BYTES = 16 * 2**20
@@ -139,7 +141,7 @@ def _add_dataset_routes(app: FastAPI, Client, config: ServerConfig) -> None:
         folder = ns.workspace.raw / check_dataset(dataset)
         if not folder.is_dir():
             raise HTTPException(404, f"No dataset {dataset} on the server yet.")
-        path = folder / "dataset.json"
+        path = folder / DATASET_JSON_FILE
         labels = sorted(p.name for p in (folder / "labelsTr").glob("*") if not p.name.startswith("."))
         return {"dataset_json": json.loads(path.read_text()) if path.is_file() else None, "labels": labels}
 
@@ -152,12 +154,10 @@ def _add_dataset_upload_routes(app: FastAPI, Client, config: ServerConfig) -> No
         ``labelsTr/<case><ending>``; header ``X-Content-SHA256``. Replaces the case's files."""
         folder = ns.workspace.raw / check_dataset(dataset)
         folder.mkdir(parents=True, exist_ok=True)
-        archive = uploads.temporary_beside(folder / f"{check_case(case)}.tar")
-        size = await _receive(request, archive, config.max_upload_bytes)
-        try:
+        with tempfile.TemporaryDirectory(prefix=".upload-", dir=folder) as staging:  # removed whatever happens
+            archive = Path(staging) / f"{check_case(case)}.tar"
+            size = await _receive(request, archive, config.max_upload_bytes)
             written = uploads.unpack_case(archive, folder, case)
-        finally:
-            archive.unlink(missing_ok=True)
         return {"case": case, "files": written, "bytes": size}
 
     @app.delete("/v1/datasets/{dataset}/cases/{case}")
@@ -179,8 +179,8 @@ def _add_dataset_upload_routes(app: FastAPI, Client, config: ServerConfig) -> No
             raise NotAllowedError(f"dataset.json is not valid JSON: {exc}") from exc
         if not isinstance(content, dict) or not {"labels", "channel_names"} <= content.keys():
             raise NotAllowedError("dataset.json must be an object with 'channel_names' and 'labels'.")
-        write_json(folder / "dataset.json", content)
-        return {"written": f"raw/{dataset}/dataset.json"}
+        write_json(folder / DATASET_JSON_FILE, content)
+        return {"written": f"raw/{dataset}/{DATASET_JSON_FILE}"}
 
 
 def _add_file_routes(app: FastAPI, Client, config: ServerConfig) -> None:
@@ -188,10 +188,8 @@ def _add_file_routes(app: FastAPI, Client, config: ServerConfig) -> None:
     async def put_file(path: str, request: Request, ns: Client) -> dict:
         """A file under ``jobs/`` (e.g. the images to predict); header ``X-Content-SHA256``."""
         target = ns.resolve(path, writable=True)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = uploads.temporary_beside(target)
-        size = await _receive(request, temporary, config.max_upload_bytes)
-        uploads.install_file(temporary, target)
+        with atomic_path(target) as temporary:  # renamed onto the target only once the whole body checked out
+            size = await _receive(request, temporary, config.max_upload_bytes)
         return {"path": ns.relative(target), "bytes": size}
 
     @app.get("/v1/files/{path:path}", response_model=None)

@@ -1,8 +1,9 @@
 """Request bodies streamed to disk with a size limit and a checksum; training cases from a tar archive.
 
-Nothing is written in place until the whole body has arrived and its SHA-256 matched: a body goes to a hidden
-temporary file beside its target, and is renamed (files) or unpacked and renamed member by member (cases).
-A refused upload leaves no file behind.
+Nothing is written in place until the whole body has arrived and its SHA-256 matched: the routes receive a body
+into a temporary file (:func:`~AutoSegNetLib.utils.atomic.atomic_path`, or a temporary folder for a case archive)
+that is renamed onto its target, or unpacked and renamed member by member, and removed in any case. A refused
+upload leaves no file behind.
 """
 
 from __future__ import annotations
@@ -30,12 +31,8 @@ class ChecksumMismatchError(AutoSegNetError):
     """A body whose SHA-256 is not the one the client announced (HTTP 400)."""
 
 
-def temporary_beside(target: Path) -> Path:
-    return target.parent / f".upload-{secrets.token_hex(6)}-{target.name}"
-
-
 async def receive(chunks: AsyncIterator[bytes], temporary: Path, max_bytes: int, sha256: str | None) -> int:
-    """Write ``chunks`` to ``temporary`` (removed again on any failure); returns the number of bytes.
+    """Write ``chunks`` to ``temporary`` (the caller removes it on failure); returns the number of bytes.
 
     Raises :class:`TooLargeError` once more than ``max_bytes`` arrived, :class:`ChecksumMismatchError` when ``sha256``
     (hex) is given and differs.
@@ -43,27 +40,18 @@ async def receive(chunks: AsyncIterator[bytes], temporary: Path, max_bytes: int,
     if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
         raise NotAllowedError(f"{CHECKSUM_HEADER} must be the body's SHA-256 as 64 hexadecimal digits.")
     digest, size = hashlib.sha256(), 0
-    temporary.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with open(temporary, "wb") as stream:
-            async for chunk in chunks:
-                size += len(chunk)
-                if size > max_bytes:
-                    raise TooLargeError(f"The upload is larger than the server's limit of {max_bytes} bytes "
-                                   "(start the server with a larger --max-upload-mb).")
-                digest.update(chunk)
-                stream.write(chunk)
-        if sha256 is not None and digest.hexdigest() != sha256.lower():
-            raise ChecksumMismatchError(f"The upload arrived with SHA-256 {digest.hexdigest()}, not {sha256}: it was "
-                                   "damaged on the way; send it again.")
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with open(temporary, "wb") as stream:
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > max_bytes:
+                raise TooLargeError(f"The upload is larger than the server's limit of {max_bytes} bytes "
+                                    "(start the server with a larger --max-upload-mb).")
+            digest.update(chunk)
+            stream.write(chunk)
+    if sha256 is not None and digest.hexdigest() != sha256.lower():
+        raise ChecksumMismatchError(f"The upload arrived with SHA-256 {digest.hexdigest()}, not {sha256}: it was "
+                                    "damaged on the way; send it again.")
     return size
-
-
-def install_file(temporary: Path, target: Path) -> None:
-    os.replace(temporary, target)
 
 
 def case_members(case: str) -> re.Pattern:
