@@ -96,12 +96,13 @@ def install_catalogue_model(workspace_root: Path, name: str, index: str | None =
     return [*args, *_common(workspace_root)]
 
 
-def save_version(dataset: DatasetSettings, configuration: str, based_on: Path | None = None) -> list[str]:
+def save_version(workspace_root: Path, dataset_name: str, configuration: str,
+                 based_on: Path | None = None) -> list[str]:
     """Copy the finished working model into the next ``versions/<dataset>/<configuration>/v<NNN>``."""
-    args = ["version", "save", dataset.folder_name, configuration]
+    args = ["version", "save", dataset_name, configuration]
     if based_on is not None:
         args += ["--based-on", str(based_on)]
-    return [*args, *_common(dataset.workspace_root)]
+    return [*args, *_common(workspace_root)]
 
 
 def prepare_finetuning(dataset: DatasetSettings, configuration: str, fold: str) -> list[str]:

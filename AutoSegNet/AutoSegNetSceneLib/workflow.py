@@ -133,7 +133,8 @@ class Workflow:
             prepare = commands.preprocess if pretrained else commands.plan_and_preprocess
             steps.append(JobStep("preprocess", prepare(dataset, configuration)))
         steps.append(JobStep("train", commands.train(dataset, training, configuration, resume, pretrained)))
-        steps.append(JobStep("version", commands.save_version(dataset, configuration, pretrained)))
+        steps.append(JobStep("version", commands.save_version(dataset.workspace_root, dataset.folder_name,
+                                                              configuration, pretrained)))
         meta = {"dataset": dataset.folder_name, "configuration": configuration, "fold": training.fold,
                 "workspace": str(dataset.workspace_root), "pretrained": str(pretrained) if pretrained else None}
         return self._keep("train", self._chain(steps, dataset.workspace_root, "train", meta))
@@ -238,8 +239,8 @@ class Workflow:
                     self._import_segmentation(job, self.scene.GetNodeByID(job.meta.get("volume") or ""))
             elif not job.running or job.kind in self.jobs:
                 continue
-            elif job.kind == "train" and job.meta.get("step") == "train" and not self.engine.remote:
-                job.on_finished.append(lambda j: _snapshot_if_finished(j, j.meta))
+            elif job.kind == "train" and job.meta.get("step") == "train":
+                job = self._then_save_version(job)
             self.jobs.setdefault(job.kind, job)
             found.append(job)
         if "train" not in self.jobs and not self.engine.remote:
@@ -299,6 +300,14 @@ class Workflow:
     def _chain(self, steps: list[JobStep], workspace_root: Path, kind: str, meta: dict | None = None) -> JobChain:
         return JobChain(steps, Path(workspace_root) / "jobs", kind, meta=meta, launcher=self.engine.start).start()
 
+    def _then_save_version(self, job) -> JobChain:
+        """A training re-attached after a restart, followed by the version save its chain would have run."""
+        meta = job.meta
+        pretrained = Path(meta["pretrained"]) if meta.get("pretrained") else None
+        save = commands.save_version(Path(meta["workspace"]), meta["dataset"], meta["configuration"], pretrained)
+        steps = [JobStep("train", start=lambda: job), JobStep("version", save)]
+        return self._chain(steps, Path(meta["workspace"]), "train", meta)
+
     def _keep(self, kind: str, job):
         self.jobs[kind] = job
         return job
@@ -337,14 +346,3 @@ def _not_imported(job: EngineJob, why: str) -> None:
     if job.state.status == "finished":
         job.state.message = f"not imported: {why} (the prediction is in {job.meta.get('prediction')})"
     log.warning("Prediction of job %s %s", job.folder.name, job.state.message)
-
-
-def _snapshot_if_finished(job, meta: dict) -> None:
-    """After a finished training: copy the working model into the next version folder."""
-    if job.state.status != "finished":
-        return
-    root = Path(meta["workspace"])
-    working = versions.working_model_folder(root / "results" / meta["dataset"], meta["configuration"])
-    if working is not None:
-        versions.snapshot_version(working, root / "versions", meta["dataset"], meta["configuration"],
-                                based_on=meta.get("pretrained"))

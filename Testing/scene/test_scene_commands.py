@@ -24,6 +24,8 @@ COMMAND_LINES = {
                                 save_uncertainty=True, save_probabilities=True, device="cpu"),
     "install-model": commands.install_model(Path("/ws"), Path("/m.zip")),
     "models install": commands.install_catalogue_model(Path("/ws"), "demo-ellipsoids", "/ws/index.json"),
+    "version save": commands.save_version(Path("/ws"), "Dataset007_Scene", "3d_fullres", Path("/v/fold_all/c.pth")),
+    "version prepare": commands.prepare_finetuning(DATASET, "3d_fullres", "all"),
     "import-staged": commands.import_staged(DATASET, Path("/ws/jobs/staging/Dataset007_Scene"), Path("/ws/r.json")),
 }
 
