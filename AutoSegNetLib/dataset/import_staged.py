@@ -81,7 +81,14 @@ def previous_hashes(folder: Path) -> dict[str, str]:
         data = read_json(Path(folder) / DATASET_JSON_FILE)
     except AutoSegNetError:
         return {}
-    return dict((data.get("autosegnet") or {}).get("case_hashes") or {}) if isinstance(data, dict) else {}
+    return recorded_hashes(data)
+
+
+def recorded_hashes(dataset_json: object) -> dict[str, str]:
+    """``autosegnet.case_hashes`` of a dataset.json's content ({} when it records none)."""
+    if not isinstance(dataset_json, dict):
+        return {}
+    return dict((dataset_json.get("autosegnet") or {}).get("case_hashes") or {})
 
 
 def import_staged(staging: Path, raw_root: Path, reporter: ProgressReporter | None = None) -> ImportReport:

@@ -16,7 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from AutoSegNetLib.dataset.import_staged import case_files, recorded_hashes
+from AutoSegNetLib.dataset.listing import label_file_name
 from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.layout import DATASET_JSON_FILE
 from AutoSegNetLib.remote.connection import Connection, RemoteError
 
 
@@ -36,13 +39,6 @@ class SyncReport:
                 f"{len(self.removed)} removed ({self.bytes_sent / 2**20:.1f} MiB).")
 
 
-def case_files(folder: Path, case: str) -> list[Path]:
-    """``imagesTr/<case>_XXXX*`` and ``labelsTr/<case>.*`` of a raw dataset."""
-    images = sorted((folder / "imagesTr").glob(f"{case}_[0-9][0-9][0-9][0-9].*"))
-    labels = sorted(p for p in (folder / "labelsTr").glob(f"{case}.*") if p.name.split(".")[0] == case)
-    return images + labels
-
-
 def sync_dataset(connection: Connection, folder: Path, progress: Callable[[int, int, str], None] | None = None,
                  cancelled: Callable[[], bool] = lambda: False) -> SyncReport:
     """Make the server's ``raw/<folder.name>`` equal to the local raw dataset ``folder``; blocking (use a thread).
@@ -51,7 +47,7 @@ def sync_dataset(connection: Connection, folder: Path, progress: Callable[[int, 
     """
     folder = Path(folder)
     local = _read_dataset_json(folder)
-    hashes: dict[str, str] = dict((local.get("autosegnet") or {}).get("case_hashes") or {})
+    hashes = recorded_hashes(local)
     if not hashes:
         raise AutoSegNetError(f"{folder}/dataset.json records no case hashes; export the training set first.")
     remote = _remote_hashes(connection, folder.name)
@@ -61,7 +57,7 @@ def sync_dataset(connection: Connection, folder: Path, progress: Callable[[int, 
     for index, case in enumerate(changed):
         if cancelled():
             raise AutoSegNetError("Upload stopped on request; the server's dataset keeps its earlier dataset.json.")
-        report.bytes_sent += _upload_case(connection, folder, case, report)
+        report.bytes_sent += _upload_case(connection, folder, case, local, report)
         report.uploaded.append(case)
         if progress is not None:
             progress(index + 1, len(changed), case)
@@ -72,10 +68,12 @@ def sync_dataset(connection: Connection, folder: Path, progress: Callable[[int, 
     return report
 
 
-def _upload_case(connection: Connection, folder: Path, case: str, report: SyncReport) -> int:
-    files = case_files(folder, case)
-    if not files:
-        raise AutoSegNetError(f"Case {case} is listed in {folder}/dataset.json but has no files; export again.")
+def _upload_case(connection: Connection, folder: Path, case: str, local: dict, report: SyncReport) -> int:
+    files = case_files(folder, case, len(local.get("channel_names") or {}), local.get("file_ending", ""))
+    missing = [p.relative_to(folder).as_posix() for p in files if not p.is_file()]
+    if missing:
+        raise AutoSegNetError(f"Case {case} is listed in {folder}/dataset.json but {', '.join(missing)} is missing; "
+                              "export again.")
     with tempfile.TemporaryDirectory(prefix="autosegnet-upload-") as temporary:
         archive = Path(temporary) / f"{case}.tar"
         with tarfile.open(archive, "w:") as tar:
@@ -93,13 +91,14 @@ def _remote_hashes(connection: Connection, dataset: str) -> dict[str, str]:
         if exc.status == 404:
             return {}
         raise
-    present = {name.split(".")[0] for name in answer.get("labels", [])}
-    hashes = ((answer.get("dataset_json") or {}).get("autosegnet") or {}).get("case_hashes") or {}
-    return {case: digest for case, digest in hashes.items() if case in present}
+    on_server = answer.get("dataset_json") or {}
+    present, ending = set(answer.get("labels", [])), on_server.get("file_ending", "")
+    return {case: digest for case, digest in recorded_hashes(on_server).items()
+            if label_file_name(case, ending) in present}
 
 
 def _read_dataset_json(folder: Path) -> dict:
     try:
-        return json.loads((folder / "dataset.json").read_text())
+        return json.loads((folder / DATASET_JSON_FILE).read_text())
     except (OSError, ValueError) as exc:
         raise AutoSegNetError(f"Cannot read {folder}/dataset.json ({exc}); export the training set first.") from exc
