@@ -4,6 +4,7 @@
         [--iterations 5] [--warmup 2] [--threads 2] [--workers 0] [--batch-2d 366] [--data synthetic|hippocampus]
         [--device cpu|cuda] [--json]
     python Testing/benchmarks/bench_training.py --dice-iterations 300   # + Dice on held-out Hippocampus cases
+    python Testing/benchmarks/bench_training.py --dice-iterations 300 --dice-amp off bf16   # does bf16 cost Dice?
 
 Plans (nnU-Net v2's for Task04 Hippocampus): ``3d_fullres`` patch 40x56x40, batch 7, plain U-Net with features
 [32, 64, 128, 256], strides [1, 2, 2, 2], 2 convs per stage; ``2d`` patch 56x40 with the same topology in 2D.
@@ -31,14 +32,17 @@ left out. ``--json`` prints the report on one line (for scripts such as ``script
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -200,9 +204,9 @@ def measure(workspace_root: str, configuration: str, variant: str, iterations: i
             "losses": [round(r["loss"], 4) for r in records]}
 
 
-def dice_run(workspace_root: str, iterations: int, threads: int, device: str = "cpu") -> dict:
-    """Train 3d_fullres fold 0 for ``iterations`` steps (the device's defaults) and validate on its held-out
-    cases."""
+def dice_run(workspace_root: str, iterations: int, threads: int, device: str = "cpu", amp: str = "auto") -> dict:
+    """Train 3d_fullres fold 0 for ``iterations`` steps (the device's defaults, autocast ``amp``) and validate on
+    its held-out cases."""
     import torch
 
     from AutoSegNetLib.progress import ProgressReporter
@@ -213,11 +217,11 @@ def dice_run(workspace_root: str, iterations: int, threads: int, device: str = "
     torch.set_num_threads(threads)
     epochs = max(1, iterations // 50)
     config = TrainingConfig(device=device, epochs=epochs, iterations_per_epoch=iterations // epochs, val_iterations=5,
-                            num_workers=0, save_every=1000)
+                            num_workers=0, save_every=1000, amp=amp)
     started = time.perf_counter()
     folder = train(Workspace.at(workspace_root), "4", "3d_fullres", 0, config, ProgressReporter("none"))
     summary = read_json(folder / "fold_0" / "validation" / "summary.json")
-    return {"iterations": epochs * (iterations // epochs), "epochs": epochs,
+    return {"amp": amp, "iterations": epochs * (iterations // epochs), "epochs": epochs, "model_folder": str(folder),
             "wall_s": round(time.perf_counter() - started), "validation_cases": summary["num_cases"],
             "space": summary["space"],
             "dice": {summary["labels"][k]: round(v["Dice"], 4) for k, v in summary["mean"].items()},
@@ -246,6 +250,10 @@ def main() -> None:
     parser.add_argument("--data", choices=("synthetic", "hippocampus"), default="synthetic")
     parser.add_argument("--dice-iterations", type=int, default=0, help="also train this many 3d_fullres iterations "
                         "on the shared Hippocampus cases and report the held-out Dice (implies --data hippocampus)")
+    parser.add_argument("--dice-amp", nargs="+", default=["auto"], choices=("auto", "off", "bf16", "fp16"),
+                        help="one Dice training per autocast mode, each in its own copy of the workspace "
+                        "(e.g. off bf16: does bfloat16 cost accuracy?)")
+    parser.add_argument("--keep", type=Path, help="work in this folder and keep it (trained Dice models included)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="where to train (default cpu; cuda: amp auto, CUDA synchronised before each clock)")
     parser.add_argument("--nnunet-python", type=Path, help="also time the real nnU-Net trainer from this venv's "
@@ -261,10 +269,10 @@ def main() -> None:
             out = measure(args.workspace, configuration, variant, int(iterations), int(warmup), args.threads,
                           int(workers), args.device)
         else:
-            out = dice_run(args.workspace, int(rest[0]), args.threads, args.device)
+            out = dice_run(args.workspace, int(rest[0]), args.threads, args.device, rest[1])
         print(json.dumps(out))
         return
-    with tempfile.TemporaryDirectory(prefix="bench_training_") as tmp:
+    with work_folder(args.keep) as tmp:
         data = "hippocampus" if args.dice_iterations or args.nnunet_python else args.data
         started = time.perf_counter()
         make = hippocampus_workspace if data == "hippocampus" else synthetic_workspace
@@ -285,12 +293,33 @@ def main() -> None:
                         run["speedup_vs_nnunet_cpu"] = round(2 * NNUNET_3D_S_PER_ITERATION / run["cpu_s"], 2)
                     report["runs"].append(run)
         if args.dice_iterations:
-            report["dice"] = child(args, "--child", "dice", str(args.dice_iterations))
+            report["dice"] = [dice(args, Path(tmp), amp) for amp in args.dice_amp]
         if args.nnunet_python:
             report["nnunet_real"] = real_nnunet(args, Path(tmp))
             compare_with_real_nnunet(report)
         report["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(report, indent=None if args.json else 1))
+
+
+@contextlib.contextmanager
+def work_folder(keep: Path | None) -> Iterator[str]:
+    """``keep`` (created, kept afterwards) or a temporary folder removed afterwards."""
+    if keep is None:
+        with tempfile.TemporaryDirectory(prefix="bench_training_") as tmp:
+            yield tmp
+    else:
+        keep.mkdir(parents=True, exist_ok=True)
+        yield str(keep.resolve())
+
+
+def dice(args: argparse.Namespace, root: Path, amp: str) -> dict:
+    """One Dice training in ``root/dice_<amp>``, a copy of the benchmark workspace without its results."""
+    copy = root / f"dice_{amp}"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(root, copy, ignore=lambda folder, names: [n for n in names if n.startswith("dice_")
+                                                             or (Path(folder) == root and n == "results")])
+    return child(argparse.Namespace(**{**vars(args), "workspace": str(copy)}), "--child", "dice",
+                 str(args.dice_iterations), amp)
 
 
 def real_nnunet(args: argparse.Namespace, root: Path) -> dict:
