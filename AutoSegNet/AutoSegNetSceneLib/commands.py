@@ -108,3 +108,13 @@ def save_version(workspace_root: Path, dataset_name: str, configuration: str,
 def prepare_finetuning(dataset: DatasetSettings, configuration: str, fold: str) -> list[str]:
     """Empty the working fold folder before fine-tuning (saving an unsaved training there as a version first)."""
     return ["version", "prepare", dataset.folder_name, configuration, "--fold", fold, *_common(dataset.workspace_root)]
+
+
+def export_model(workspace_root: Path, dataset_name: str, configuration: str, output: Path,
+                 folds: Sequence[str] | None = None) -> list[str]:
+    """Pack the dataset's trained ``configuration`` (its working model: the latest training) into the zip
+    ``output``, with every trained fold or ``folds``."""
+    args = ["export-model", "-d", dataset_name, "-c", configuration, "-o", str(output)]
+    if folds:
+        args += ["-f", *folds]
+    return [*args, *_common(workspace_root)]

@@ -30,7 +30,7 @@ from AutoSegNetSceneLib.settings import DatasetSettings, TrainingSettings
 
 log = logging.getLogger(__name__)
 
-KINDS = ("export", "train", "segment", "install")
+KINDS = ("export", "train", "segment", "install", "zip")
 
 
 class Workflow:
@@ -177,6 +177,13 @@ class Workflow:
             raise ValueError(f"Choose the model zip file to install (it was not found: {zip_file}).")
         steps = self.engine.install_steps(workspace_root, Path(zip_file), commands.install_model)
         return self._keep("install", self._chain(steps, workspace_root, "install"))
+
+    def start_model_export(self, workspace_root: Path, model: versions.ModelInfo, output: Path) -> JobChain:
+        """Zip the working model of ``model``'s dataset and configuration (the latest training: a version's own
+        checkpoints are not exported) with ``model``'s folds, in the background (kind ``zip``)."""
+        self._refuse_if_running("zip")
+        args = commands.export_model(workspace_root, model.dataset, model.configuration, Path(output), model.folds)
+        return self._keep("zip", self._chain([JobStep("zip", args)], workspace_root, "zip"))
 
     def start_catalogue_install(self, workspace_root: Path, name: str, index: str | None = None) -> JobChain:
         """Download and install the catalogue model ``name`` in the background (kind ``install``)."""

@@ -4,7 +4,8 @@ Needs its own environment (see docs/decisions/0021-web-ui-dependencies.md): ``tr
 pins ``slicer-core`` 5.11. Import :mod:`.app` and :mod:`.ui` only after :func:`ensure_scene_glue_importable`.
 
 - :mod:`.app`: :class:`~.app.WebSession`, one trame-slicer scene + one :class:`Workflow` over it;
-- :mod:`.ui`: the AutoSegNet panel (load, add case, cases, train/stop, progress) beside trame-slicer's editor.
+- :mod:`.ui`: state, handlers and the job timer; :mod:`.panel`: the layout beside trame-slicer's editor;
+- :mod:`.curves`: loss and Dice charts as SVG points; :mod:`.downloads`: segmentation files and model zips.
 """
 
 from __future__ import annotations

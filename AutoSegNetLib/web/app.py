@@ -8,15 +8,22 @@ scene is never touched from two threads. Nothing here blocks: jobs run in engine
 from __future__ import annotations
 
 import logging
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from AutoSegNetSceneLib.curves import curve_columns
 from AutoSegNetSceneLib.settings import DatasetSettings, TrainingSettings
 from AutoSegNetSceneLib.workflow import Workflow
+from trame.app.file_upload import ClientFile
 from trame_slicer.app.segmentation_app import SegmentationApp
 from trame_slicer.segmentation import SegmentationEffectPaint
 
 from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.utils.atomic import atomic_path
+from AutoSegNetLib.web.curves import training_charts
+from AutoSegNetLib.web.downloads import downloads_folder, safe_name, segment_names, write_segmentation
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +57,7 @@ def rebind_effect_views(slicer_app) -> int:
 
 
 class WebSession:
-    """The web UI's model: load volumes, paint, add cases, train and stop, follow progress."""
+    """The web UI's model: load, paint, add cases, train/stop/resume, segment, correct, retrain, download."""
 
     def __init__(self, server, workspace: Path, dataset_name: str = "WebCases") -> None:
         self.app = SegmentationApp(server=server)
@@ -72,11 +79,41 @@ class WebSession:
         file = Path(path.strip()).expanduser()
         if not file.is_file():
             raise AutoSegNetError(f"No image file at {file} (a path on the server, e.g. a .nii.gz or .nrrd file).")
-        loaded = self.slicer_app.io_manager.load_volumes(str(file))
+        return self._show_loaded([file])
+
+    def upload(self, files: list[dict]) -> str:
+        """Files sent by the browser (trame-slicer's upload buttons): kept in ``<workspace>/uploads/<time>/``, then
+        loaded as :meth:`load_volume` does (the largest volume is shown). Unlike trame-slicer's own handler this
+        keeps the scene, so the training cases stay. Returns the shown volume's name."""
+        folder = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"),
+                                       dir=self._folder("uploads")))
+        written = []
+        for sent in files:
+            client = ClientFile(sent)
+            if client.is_empty:
+                continue
+            target = folder / safe_name(Path(client.name or "upload").name)
+            with atomic_path(target, suffix=".part") as temporary:
+                temporary.write_bytes(client.content)
+            written.append(target)
+        if any(path.suffix.lower() == ".mrb" for path in written):
+            raise AutoSegNetError("Scene files (.mrb) are not loaded here: upload the image files (e.g. .nii.gz).")
+        if not written:
+            raise AutoSegNetError("The upload was empty: choose one or more image files.")
+        return self._show_loaded(written)
+
+    def _folder(self, name: str) -> Path:
+        folder = Path(self.dataset.workspace_root) / name
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def _show_loaded(self, files: list[Path]) -> str:
+        loaded = self.slicer_app.io_manager.load_volumes([str(f) for f in files])
         if not loaded:
-            raise AutoSegNetError(f"{file} could not be read as a volume.")
+            raise AutoSegNetError(f"{', '.join(f.name for f in files)} could not be read as a volume.")
+        loaded = sorted(loaded, key=lambda node: _voxels(node))
         had_segmentation = self.scene.GetFirstNodeByClass("vtkMRMLSegmentationNode") is not None
-        self.volume = loaded[0]
+        self.volume = loaded[-1]
         self.slicer_app.display_manager.show_volume(self.volume, do_reset_views=True)
         self.logic._load_files_logic.volume_loaded(self.volume)  # what trame-slicer's upload does next
         if had_segmentation:  # trame-slicer reuses the first segmentation; each case needs its own
@@ -108,25 +145,120 @@ class WebSession:
         return [{"name": c.name, "volume": c.volume.GetName(), "status": c.status,
                  "segments": ", ".join(c.segment_names)} for c in self.workflow.training_set().cases()]
 
-    def start_training(self, epochs: int, iterations: int | None = None, device: str = "cpu") -> None:
-        """Export the cases, plan, preprocess and train in the background (never waits)."""
-        training = TrainingSettings(epochs=epochs, device=device, iterations_per_epoch=iterations)
-        self.workflow.start_training(self.dataset, training)
+    def add_corrected_case(self) -> str:
+        """The shown volume + its (segmented, then corrected) segmentation become a *corrected* training case."""
+        if self.volume is None:
+            raise AutoSegNetError("Load a volume and segment it first.")
+        node = self.editor.active_segmentation_node
+        case = self.workflow.training_set().add_case([self.volume], node, corrected=True)
+        return case.name
+
+    # ----- training ---------------------------------------------------------------------------------------
+    def start_training(self, epochs: int, iterations: int | None = None, device: str = "auto",
+                       resume: bool = False) -> None:
+        """Export the cases, plan, preprocess and train in the background (never waits); ``resume`` continues
+        the stopped training from its latest checkpoint instead."""
+        self.workflow.start_training(self.dataset, self._training(epochs, iterations, device), resume=resume)
+
+    def start_retraining(self, epochs: int, iterations: int | None = None, device: str = "auto") -> str:
+        """Fine-tune the newest version of this dataset on all cases (the corrected ones included); returns the
+        version it starts from."""
+        model = self.latest_version()
+        self.workflow.start_retraining(self.dataset, self._training(epochs, iterations, device), model)
+        return model.version
+
+    def _training(self, epochs: int, iterations: int | None, device: str) -> TrainingSettings:
+        return TrainingSettings(epochs=epochs, device=device, iterations_per_epoch=iterations)
 
     def stop(self) -> None:
         self.workflow.stop("train")
+        self.workflow.stop("export")
 
-    def poll(self) -> tuple[JobView, bool]:
-        """Advance the jobs (the page's timer calls this); the training job's view, and whether a job ended
-        (case statuses may have changed then)."""
+    # ----- models, segmentation, downloads ----------------------------------------------------------------
+    def models(self) -> list:
+        """The workspace's models (trained, versioned, installed), oldest first."""
+        return self.workflow.models(self.dataset.workspace_root)
+
+    def latest_version(self):
+        """The newest saved version of this page's dataset; a clear error when there is none yet."""
+        found = [m for m in self.models() if m.version and m.dataset == self.dataset.folder_name]
+        if not found:
+            raise AutoSegNetError("No model version yet: train first (a finished training is saved as v001).")
+        return found[-1]
+
+    def segment(self, model_folder: str | None, uncertainty: bool = False, tta: bool = False,
+                device: str = "auto") -> str:
+        """Segment the shown volume with the model in ``model_folder`` (one of :meth:`models`), in the
+        background; returns the model's display name."""
+        if self.volume is None:
+            raise AutoSegNetError("Load a volume to segment first.")
+        model = next((m for m in self.models() if str(m.folder) == str(model_folder)), None)
+        if model is None:
+            raise AutoSegNetError("Choose a model first (train one, or install a model zip).")
+        self.workflow.start_segmentation(self.dataset.workspace_root, [self.volume], model,
+                                         fast_preview=not tta, save_uncertainty=uncertainty, device=device)
+        return model.display_name()
+
+    def take_segmentation(self) -> list[str] | None:
+        """After a segment job: show its segmentation on the volume and make it the one the editor corrects;
+        returns its segment names (None when no new segmentation arrived)."""
+        node = self.workflow.take_new_segmentation()
+        if node is None:
+            return None
+        self.editor.deactivate_effect()
+        self.editor.set_active_segmentation(node, self.volume)
+        self.rebound += rebind_effect_views(self.slicer_app)
+        self.editor.set_active_effect_type(SegmentationEffectPaint)
+        return segment_names(node)
+
+    def segment_names(self) -> list[str]:
+        node = self.editor.active_segmentation_node
+        return segment_names(node) if node is not None else []
+
+    def download_segmentation(self, file_format: str) -> Path:
+        """Write the shown segmentation (as corrected so far) into ``<workspace>/downloads``; returns the file."""
+        if self.volume is None or self.editor.active_segmentation_node is None:
+            raise AutoSegNetError("Load a volume and paint or segment it first.")
+        return write_segmentation(self.workflow.training_set(), self.volume, self.editor.active_segmentation_node,
+                                  self.dataset.workspace_root, file_format)
+
+    def export_model(self) -> Path:
+        """Zip the newest version's dataset model (its latest training) into ``<workspace>/downloads``."""
+        model = self.latest_version()
+        output = downloads_folder(self.dataset.workspace_root) / f"{model.dataset}_{model.configuration}.zip"
+        self.workflow.start_model_export(self.dataset.workspace_root, model, output)
+        return output
+
+    # ----- following ---------------------------------------------------------------------------------------
+    def reattach(self) -> int:
+        """After a restart of the web server: follow this workspace's running jobs again; returns how many."""
+        return len(self.workflow.reattach(self.dataset))
+
+    def poll(self) -> tuple[dict[str, JobView], bool]:
+        """Advance the jobs (the page's timer calls this); a view of each job by kind, and whether a job ended
+        (case statuses and models may have changed then)."""
         finished = self.workflow.poll()
-        return describe_training(self.workflow.jobs.get("train")), bool(finished)
+        views = {kind: describe_job(self.workflow.jobs.get(kind)) for kind in ("train", "segment", "zip")}
+        return views, bool(finished)
+
+    def curves(self) -> list[dict]:
+        """The training job's loss and pseudo-Dice charts (see :mod:`.curves`)."""
+        job = self.workflow.jobs.get("train")
+        if job is None or not job.state.history:
+            return []
+        names = {v: n for n, v in self.workflow.training_set().labels.as_dict().items()}
+        return training_charts(curve_columns(job.state.history, names))
 
 
-def describe_training(job) -> JobView:
-    """The training job's stage, epoch, loss and message as one line (``No training yet`` without a job)."""
+def _voxels(volume) -> int:
+    dims = volume.GetImageData().GetDimensions() if volume.GetImageData() is not None else (0, 0, 0)
+    return dims[0] * dims[1] * dims[2]
+
+
+def describe_job(job) -> JobView:
+    """A job's status, stage, epoch, loss and message as one line (``No job yet.`` without a job)."""
     if job is None:
-        return JobView("No training yet.", None, False)
+        return JobView("No job yet.", None, False)
     state = job.state
     parts = [state.status, state.stage]
     if state.epoch is not None:

@@ -1,8 +1,9 @@
-"""The page: trame-slicer's segmentation app plus an AutoSegNet panel on the right.
+"""The page's server side: state, button handlers and the timer that follows the jobs.
 
-The panel: a server-side file path + *Load*, *Add as training case*, the cases table, *Train* (epochs,
-iterations per epoch) and *Stop*, and the training progress, refreshed by a timer task on the server that calls
-:meth:`WebSession.poll` (which never waits).
+Every handler runs on the trame server's event-loop thread and returns at once: long work runs as background
+engine jobs that the timer follows with :meth:`WebSession.poll` (which never waits). The state lives on the server,
+so a reloaded page shows the same cases and jobs; a restarted server re-attaches to the workspace's running jobs.
+The layout is in :mod:`.panel`.
 """
 
 from __future__ import annotations
@@ -12,41 +13,42 @@ import logging
 from pathlib import Path
 
 from trame.app import get_server
-from trame.widgets import html
-from trame.widgets import vuetify3 as v
 
 from AutoSegNetLib.errors import AutoSegNetError
-from AutoSegNetLib.web.app import WebSession
+from AutoSegNetLib.web.app import JobView, WebSession
+from AutoSegNetLib.web.downloads import ROUTE, downloads_folder
+from AutoSegNetLib.web.panel import build_panel
 
 log = logging.getLogger(__name__)
 POLL_S = 1.0  # how often the timer follows the jobs
 POLL_IN_PROCESS_S = 0.05  # while an export is staged on the server's thread, one short step per call
 USER_ERRORS = (AutoSegNetError, RuntimeError, ValueError, OSError)
+JOB_KINDS = ("train", "segment", "zip")
 
 
 def build_server(workspace: Path, server=None):
     """A trame server with the AutoSegNet web UI over ``workspace``; call ``server.start(...)`` on it."""
     server = server or get_server(client_type="vue3")
     session = WebSession(server, workspace)
+    server.enable_module({"serve": {ROUTE: str(downloads_folder(workspace))}})
     _initial_state(server.state, workspace)
     _bind_handlers(server, session)
-    _build_panel(session)
+    build_panel(session.app)
     server.controller.on_server_ready.add_task(lambda **_: _follow_jobs(server.state, session))
     return server
 
 
 def _initial_state(state, workspace: Path) -> None:
     state.trame__title = "AutoSegNet"
-    state.asn_path = ""
-    state.asn_volume = ""
-    state.asn_message = f"Workspace: {workspace}"
-    state.asn_cases = []
-    state.asn_epochs = 1
-    state.asn_iterations = ""
-    state.asn_progress_text = "No training yet."
-    state.asn_progress = None
-    state.asn_running = False
-    state.asn_painted = 0
+    state.update({"asn_path": "", "asn_volume": "", "asn_message": f"Workspace: {workspace}", "asn_cases": [],
+                  "asn_epochs": 1, "asn_iterations": "", "asn_device": "auto", "asn_painted": 0,
+                  "asn_jobs": {kind: _job_state(JobView("No job yet.", None, False)) for kind in JOB_KINDS},
+                  "asn_charts": [], "asn_models": [], "asn_model": None, "asn_tta": False,
+                  "asn_uncertainty": False, "asn_segments": [], "asn_downloads": []})
+
+
+def _job_state(view: JobView) -> dict:
+    return {"text": view.text, "fraction": view.fraction, "running": view.running}
 
 
 def _bind_handlers(server, session: WebSession) -> None:
@@ -62,78 +64,104 @@ def _bind_handlers(server, session: WebSession) -> None:
         state.asn_message = done.format(result=result)
         state.asn_cases = session.cases()
 
-    def load():
-        attempt(lambda: _loaded(state, session), "Loaded {result}: paint on the slice view.")
-
-    def add_case():
-        attempt(session.add_case, "Added {result} as a training case.")
-
-    def train():
+    def schedule() -> dict:
         iterations = int(state.asn_iterations) if str(state.asn_iterations).strip() else None
-        attempt(lambda: session.start_training(int(state.asn_epochs), iterations), "Training started.")
+        return {"epochs": int(state.asn_epochs), "iterations": iterations, "device": state.asn_device}
 
-    def stop():
-        attempt(session.stop, "Stop requested (the training saves a checkpoint first).")
+    ctrl.asn_load = lambda: attempt(lambda: _loaded(state, session), "Loaded {result}: paint on a slice view.")
+    ctrl.asn_add_case = lambda: attempt(session.add_case, "Added {result} as a training case.")
+    ctrl.asn_add_corrected = lambda: attempt(session.add_corrected_case, "Added {result} as a corrected case.")
+    ctrl.asn_train = lambda: attempt(lambda: session.start_training(**schedule()), "Training started.")
+    ctrl.asn_resume = lambda: attempt(lambda: session.start_training(**schedule(), resume=True),
+                                      "Training resumed from its latest checkpoint.")
+    ctrl.asn_retrain = lambda: attempt(lambda: session.start_retraining(**schedule()),
+                                       "Retraining from {result} with all cases.")
+    ctrl.asn_stop = lambda: attempt(session.stop, "Stop requested (the training saves a checkpoint first).")
+    ctrl.asn_segment = lambda: attempt(lambda: _segment(state, session), "Segmenting with {result}.")
+    ctrl.asn_download = lambda file_format: attempt(lambda: _downloaded(state, session.download_segmentation(
+        file_format)), "Saved {result}: the link is below.")
+    ctrl.asn_export_model = lambda: attempt(lambda: session.export_model().name, "Zipping the model into {result}.")
+    _take_over_upload(session, lambda files: attempt(lambda: _uploaded(state, session, files),
+                                                     "Uploaded and loaded {result}: paint on a slice view."))
 
-    ctrl.asn_load, ctrl.asn_add_case, ctrl.asn_train, ctrl.asn_stop = load, add_case, train, stop
+
+def _take_over_upload(session: WebSession, handler) -> None:
+    """Route trame-slicer's upload buttons to ``handler``: its own handler clears the whole scene, which would
+    drop the training cases (trame-slicer 2.0.0, ``LoadVolumeLogic._load_volume_files``)."""
+    buttons = session.app._ui.load_volume_items_buttons  # 2.0.0 has no public accessor
+    if not buttons.on_load_volume.disconnect(session.logic._load_files_logic._load_volume_files):
+        log.warning("trame-slicer's upload handler was not found; uploads may clear the scene")
+    buttons.on_load_volume.connect(handler)
+
+
+def _uploaded(state, session: WebSession, files: list[dict]) -> str:
+    name = session.upload(files)
+    state.asn_volume = name
+    state.asn_segments = session.segment_names()
+    return name
 
 
 def _loaded(state, session: WebSession) -> str:
     name = session.load_volume(state.asn_path)
     state.asn_volume = name
+    state.asn_segments = session.segment_names()
     return name
 
 
-def _build_panel(session: WebSession) -> None:
-    ctrl = session.app.server.controller
-    session.app.ui.title.set_text("AutoSegNet (preview)")
-    drawer_options = {"location": "right", "permanent": True, "width": 380}
-    with session.app.ui, v.VNavigationDrawer(**drawer_options), v.VCard(flat=True, classes="pa-3"):
-        v.VCardTitle("AutoSegNet")
-        v.VTextField(v_model=("asn_path",), label="Image file on the server", density="compact",
-                     id="asn-path", hide_details=True)
-        v.VBtn("Load volume", click=ctrl.asn_load, id="asn-load", block=True, classes="my-2")
-        v.VBtn("Add as training case", click=ctrl.asn_add_case, id="asn-add-case",
-               block=True, disabled=("!asn_volume",), color="primary")
-        html.Div("{{ asn_painted }} voxel(s) painted in the active segment", id="asn-painted",
-                 classes="text-caption")
-        html.Div("{{ asn_message }}", id="asn-message", classes="text-caption my-2")
-        _cases_table()
-        v.VDivider(classes="my-2")
-        v.VTextField(v_model=("asn_epochs",), label="Epochs", type="number", density="compact",
-                     id="asn-epochs", hide_details=True, classes="mb-2")
-        v.VTextField(v_model=("asn_iterations",), label="Iterations per epoch (blank: default)",
-                     density="compact", id="asn-iterations", hide_details=True)
-        with html.Div(classes="d-flex my-2"):
-            v.VBtn("Train", click=ctrl.asn_train, id="asn-train", color="primary",
-                   disabled=("asn_running || asn_cases.length === 0",), classes="mr-2")
-            v.VBtn("Stop", click=ctrl.asn_stop, id="asn-stop", disabled=("!asn_running",))
-        v.VProgressLinear(model_value=("asn_progress === null ? 0 : 100 * asn_progress",),
-                          indeterminate=("asn_running && asn_progress === null",), height=8)
-        html.Div("{{ asn_progress_text }}", id="asn-progress", classes="text-caption mt-1")
+def _segment(state, session: WebSession) -> str:
+    return session.segment(state.asn_model, uncertainty=bool(state.asn_uncertainty), tta=bool(state.asn_tta),
+                           device=state.asn_device)
 
 
-def _cases_table() -> None:
-    html.Div("{{ asn_cases.length }} case(s)", id="asn-case-count", classes="text-body-2")
-    row = {"v_for": "c in asn_cases", "key": "c.name"}
-    with v.VTable(density="compact", id="asn-cases"), html.Tbody(), html.Tr(**row):
-        for field in ("name", "volume", "status", "segments"):
-            html.Td("{{ c." + field + " }}")
+def _downloaded(state, file: Path) -> str:
+    state.asn_downloads = sorted({*state.asn_downloads, file.name})
+    return file.name
+
+
+def _models(session: WebSession) -> list[dict]:
+    """The model list for the select (newest first): title and the model folder as value."""
+    return [{"title": m.display_name(), "value": str(m.folder)} for m in reversed(session.models())]
 
 
 async def _follow_jobs(state, session: WebSession) -> None:
-    """The page's timer: follow the jobs, refresh progress and cases; never blocks the server's loop."""
+    """The page's timer: re-attach once, then follow the jobs; never blocks the server's loop."""
+    try:
+        found = session.reattach()
+        with state:
+            state.asn_models = _models(session)
+            state.asn_model = state.asn_models[0]["value"] if state.asn_models else None
+            if found:
+                state.asn_message = f"Re-attached to {found} running job(s) of this workspace."
+    except Exception:  # the page must come up even if the workspace's jobs cannot be read
+        log.exception("Could not re-attach to the workspace's jobs")
     while True:
         await asyncio.sleep(POLL_IN_PROCESS_S if session.workflow.working_in_process else POLL_S)
         try:
-            view, ended = session.poll()
-            cases = session.cases() if ended else None  # listing cases registers MRML classes: not every tick
-            painted = session.painted_voxels() if session.volume is not None else 0
+            _refresh(state, session)
         except Exception:  # the timer must survive a failing refresh; the log has the details
             log.exception("Error while following the jobs")
-            continue
-        with state:
-            state.asn_progress_text, state.asn_progress, state.asn_running = view.text, view.fraction, view.running
-            state.asn_painted = painted
-            if cases is not None:
-                state.asn_cases = cases
+
+
+def _refresh(state, session: WebSession) -> None:
+    views, ended = session.poll()
+    new_segments = session.take_segmentation()
+    with state:
+        state.asn_jobs = {kind: _job_state(view) for kind, view in views.items()}
+        state.asn_painted = session.painted_voxels() if session.volume is not None else 0
+        state.asn_charts = session.curves()
+        if new_segments is not None:
+            state.asn_segments = new_segments
+            state.asn_message = f"Segmented: {', '.join(new_segments)}. Correct it, then add it as a corrected case."
+        if ended:  # listing cases registers MRML classes and models reads files: not on every tick
+            state.asn_cases = session.cases()
+            models = _models(session)
+            if len(models) != len(state.asn_models) or state.asn_model not in [m["value"] for m in models]:
+                state.asn_model = models[0]["value"] if models else None  # a new model: select the newest
+            state.asn_models = models
+            zipped = session.workflow.jobs.get("zip")
+            if zipped is not None and zipped.state.status == "finished":
+                state.asn_downloads = sorted({*state.asn_downloads, *_zips(session)})
+
+
+def _zips(session: WebSession) -> list[str]:
+    return [p.name for p in downloads_folder(session.dataset.workspace_root).glob("*.zip")]

@@ -6,12 +6,14 @@ the main suite skips it. Screenshots go to ``docs/web/``.
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -103,47 +105,115 @@ def expect_text(page, selector: str, predicate, timeout_s: float, what: str) -> 
     pytest.fail(f"{what}: {selector} still says {text!r} after {timeout_s} s")
 
 
+def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 1.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    pytest.fail(f"{what} did not happen within {timeout_s} s")
+
+
+def fill(page, selector: str, value: str) -> None:
+    """Type into a field and give the page a moment to send it (a click right after can overtake it)."""
+    page.fill(selector, value)
+    time.sleep(0.5)
+
+
+def load(page, image: Path) -> None:
+    fill(page, "#asn-path", str(image))
+    page.click("#asn-load")
+    expect_text(page, "#asn-message", lambda t: t.startswith(f"Loaded {image.name.split('.')[0]}"), 60,
+                "loading the volume")
+    time.sleep(3)  # the first rendered image
+
+
+def label_voxels(path: Path) -> int:
+    import numpy as np
+    import SimpleITK as sitk
+
+    return int(np.count_nonzero(sitk.GetArrayFromImage(sitk.ReadImage(str(path)))))
+
+
 @pytest.mark.slow
-def test_a_painted_volume_becomes_a_case_that_trains_and_stops(a_web_server):
+def test_the_whole_loop_in_the_browser(a_web_server):
+    """Paint -> add case -> train -> stop -> resume -> upload and segment another case -> correct -> add it ->
+    download the segmentation -> retrain -> download the model zip."""
     url, workspace = a_web_server
-    image = shared_data_path("Task04_Hippocampus", "imagesTr", "hippocampus_001.nii.gz")
+    first, second = (shared_data_path("Task04_Hippocampus", "imagesTr", f"hippocampus_00{k}.nii.gz") for k in (1, 3))
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 850})
+        page = browser.new_page(viewport={"width": 1500, "height": 900})
         page.goto(url)
         page.wait_for_selector("#asn-path", timeout=60_000)
-        page.fill("#asn-path", str(image))
-        page.click("#asn-load")
-        expect_text(page, "#asn-message", lambda t: t.startswith("Loaded"), 60, "loading the volume")
-        time.sleep(3)  # the first rendered image
+        load(page, first)
         page.screenshot(path=str(SCREENSHOTS / "loaded.png"))
 
         paint_stroke(page, *slice_view_centre(page))
-        painted = expect_text(page, "#asn-painted", lambda t: not t.startswith("0 "), 30, "painting")
+        painted = int(expect_text(page, "#asn-painted", lambda t: not t.startswith("0 "), 30, "painting").split()[0])
         page.screenshot(path=str(SCREENSHOTS / "paint.png"))
-
         page.click("#asn-add-case")
         expect_text(page, "#asn-case-count", lambda t: t.startswith("1 case"), 20, "adding the case")
-        assert "case_0001" in page.locator("#asn-cases").inner_text()
 
-        page.fill("#asn-epochs", "1")
-        page.fill("#asn-iterations", "2")
+        fill(page, "#asn-epochs", "20")
+        fill(page, "#asn-iterations", "2")
         page.click("#asn-train")
-        progress = expect_text(page, "#asn-progress", lambda t: t != "No training yet.", 30, "starting training")
         label = workspace / "raw" / DATASET / "labelsTr" / "case_0001.nii.gz"
-        deadline = time.monotonic() + 120
-        while not label.is_file() and time.monotonic() < deadline:
-            time.sleep(1)
-        later = expect_text(page, "#asn-progress", lambda t: t != progress, 60, "following the training")
+        wait_for(label.is_file, 120, f"the export of {label}")
+        assert label_voxels(label) == painted, "the exported label map must hold exactly the painted voxels"
+        expect_text(page, "#asn-train-progress", lambda t: "epoch" in t, 240, "the first epoch")
         page.screenshot(path=str(SCREENSHOTS / "train.png"))
         page.click("#asn-stop")
-        stopped = expect_text(page, "#asn-progress", lambda t: not t.startswith("running"), 180, "stopping")
-        page.screenshot(path=str(SCREENSHOTS / "stopped.png"))
+        stopped = expect_text(page, "#asn-train-progress", lambda t: t.startswith("stopped"), 180, "stopping")
+
+        fill(page, "#asn-epochs", "2")
+        page.click("#asn-resume")
+        expect_text(page, "#asn-train-progress", lambda t: t.startswith("finished"), 300, "the resumed training")
+        wait_for(lambda: "v001" in page.locator("#asn-models").inner_text(), 30, "model v001 in the list")
+
+        page.set_input_files("input[type=file]:not([webkitdirectory])", str(second))  # trame-slicer's upload
+        expect_text(page, "#asn-message", lambda t: t.startswith("Uploaded and loaded hippocampus_003"), 60,
+                    "uploading the second volume")
+        assert list(workspace.glob("uploads/*/hippocampus_003.nii.gz")), "the upload is kept in the workspace"
+        assert page.locator("#asn-case-count").inner_text().startswith("1 case"), "an upload keeps the cases"
+        time.sleep(3)
+        page.click("#asn-segment")
+        expect_text(page, "#asn-segment-progress", lambda t: t.startswith("finished"), 240, "segmenting")
+        expect_text(page, "#asn-message", lambda t: t.startswith("Segmented: Segment_1"), 30, "the result shown")
+        segments = page.locator("#asn-segments").inner_text()  # named from the model (the painted segment)
+        assert segments == "Segments: Segment_1"
+        page.screenshot(path=str(SCREENSHOTS / "segment.png"))
+
+        paint_stroke(page, *slice_view_centre(page))  # the correction
+        page.click("#asn-add-corrected")
+        expect_text(page, "#asn-case-count", lambda t: t.startswith("2 case"), 20, "adding the corrected case")
+        assert "corrected" in page.locator("#asn-cases").inner_text()
+
+        page.click("#asn-download-nifti")
+        link = page.locator(".asn-download-link").first
+        link.wait_for(timeout=20_000)
+        downloaded = urllib.request.urlopen(url + link.get_attribute("href"), timeout=10).read()
+        saved = workspace / "downloads" / link.inner_text().strip()
+        assert downloaded == saved.read_bytes() and label_voxels(saved) > 0  # the segmentation as corrected
+
+        fill(page, "#asn-epochs", "1")
+        page.click("#asn-retrain")
+        expect_text(page, "#asn-train-progress", lambda t: t.startswith("running"), 60, "starting the retraining")
+        expect_text(page, "#asn-train-progress", lambda t: t.startswith("finished"), 300, "the retraining")
+        wait_for(lambda: "v002" in page.locator("#asn-models").inner_text(), 30, "model v002 in the list")
+        page.screenshot(path=str(SCREENSHOTS / "retrain.png"))
+
+        page.click("#asn-export-model")
+        expect_text(page, "#asn-zip-progress", lambda t: t.startswith("finished"), 120, "zipping the model")
+        zip_link = page.locator(".asn-download-link", has_text=".zip")
+        zip_link.wait_for(timeout=20_000)
+        archive = urllib.request.urlopen(url + zip_link.get_attribute("href"), timeout=30).read()
         browser.close()
-    assert label.is_file(), f"the case was not exported to {label}"
-    assert int(painted.split()[0]) > 0
-    print(f"painted: {painted}\nprogress: {progress!r} -> {later!r} -> {stopped!r}")
+    with zipfile.ZipFile(io.BytesIO(archive)) as zipped:
+        assert any(name.endswith("checkpoint_final.pth") for name in zipped.namelist())
+    print(f"painted {painted}; {stopped!r}; {segments!r}; downloaded {saved.name}")
 
 
 def test_the_web_command_refuses_a_non_loopback_host():
