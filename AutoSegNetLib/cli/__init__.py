@@ -85,7 +85,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("plot-overlays", "plot_overlays", "PNG overlays of labels/predictions on images + index.html gallery"),
     Command("version", "version", "save a model version / prepare fine-tuning (the module's retrain loop)"),
     Command("serve", "serve", "run jobs for remote clients (the Slicer module) over HTTP, with tokens"),
-    Command("web", "web", "browser UI (preview): paint cases, train; trame-slicer, this computer only"),
+    Command("web", "web", "browser UI for the annotate-correct-retrain loop (trame-slicer); tokens beyond localhost"),
 )
 
 

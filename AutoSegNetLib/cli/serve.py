@@ -31,6 +31,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "run beside a training (default: %(default)s)")
 
 
+def read_tokens(token_file: Path | None) -> dict[str, str]:
+    """``{token: name}`` from ``--token-file`` if given, else from ``$AUTOSEGNET_SERVER_TOKENS`` (empty: none).
+
+    Shared with ``autosegnet web``, which takes the same tokens.
+    """
+    from AutoSegNetLib.server.config import parse_tokens, read_token_file
+
+    if token_file is not None:
+        return read_token_file(token_file)
+    return parse_tokens(os.environ.get(TOKENS_VARIABLE, ""), f"${TOKENS_VARIABLE}")
+
+
 def run(args: argparse.Namespace, ctx) -> int:
     try:
         import uvicorn
@@ -39,14 +51,11 @@ def run(args: argparse.Namespace, ctx) -> int:
     except ImportError as exc:
         raise AutoSegNetError(f"autosegnet serve needs FastAPI and uvicorn ({exc.name} is missing): "
                               "pip install 'autosegnet[server]'.") from exc
-    from AutoSegNetLib.server.config import ServerConfig, parse_tokens, read_token_file
+    from AutoSegNetLib.server.config import ServerConfig
 
     if not args.workspace:
         raise AutoSegNetError("autosegnet serve needs --workspace DIR (the clients' workspaces go under it).")
-    if args.token_file is not None:
-        tokens = read_token_file(args.token_file)
-    else:
-        tokens = parse_tokens(os.environ.get(TOKENS_VARIABLE, ""), f"${TOKENS_VARIABLE}")
+    tokens = read_tokens(args.token_file)
     config = ServerConfig(Path(args.workspace).expanduser().resolve(), args.host, args.port, tokens,
                           args.max_upload_mb * 2**20, args.min_free_gpu_mb, args.certfile, args.keyfile)
     config.workspace.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""``autosegnet web``: a browser UI built on trame-slicer over the Slicer module's scene glue (preview).
+"""``autosegnet web``: the annotate-correct-retrain loop in a browser, on trame-slicer over the module's scene glue.
 
 Needs its own environment (see docs/decisions/0021-web-ui-dependencies.md): ``trame-slicer[standalone]==2.0.0``
 pins ``slicer-core`` 5.11. Import :mod:`.app` and :mod:`.ui` only after :func:`ensure_scene_glue_importable`.

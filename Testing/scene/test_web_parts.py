@@ -10,13 +10,13 @@ import math
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from AutoSegNetSceneLib import volumes
+from AutoSegNetSceneLib.cases import TrainingSet
+from AutoSegNetSceneLib.synthetic import add_synthetic_case
 
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.web.curves import training_charts
 from AutoSegNetLib.web.downloads import image_stem, safe_name, segment_names, write_segmentation
-from AutoSegNetSceneLib import volumes
-from AutoSegNetSceneLib.cases import TrainingSet
-from AutoSegNetSceneLib.synthetic import add_synthetic_case
 
 COLUMNS = {"epoch": [1.0, 2.0, 3.0], "train_loss": [1.0, 0.5, 0.25], "val_loss": [1.2, math.nan, 0.4],
            "Dice <ball>": [0.1, 0.5, 0.9]}

@@ -165,6 +165,10 @@ def test_the_whole_loop_in_the_browser(a_web_server):
         assert label_voxels(label) == painted, "the exported label map must hold exactly the painted voxels"
         expect_text(page, "#asn-train-progress", lambda t: "epoch" in t, 240, "the first epoch")
         page.screenshot(path=str(SCREENSHOTS / "train.png"))
+        page.reload()  # the state lives on the server: a reloaded page shows the running training and the cases
+        page.wait_for_selector("#asn-path", timeout=60_000)
+        expect_text(page, "#asn-train-progress", lambda t: t.startswith("running"), 30, "the reloaded page")
+        assert page.locator("#asn-case-count").inner_text().startswith("1 case")
         page.click("#asn-stop")
         stopped = expect_text(page, "#asn-train-progress", lambda t: t.startswith("stopped"), 180, "stopping")
 
