@@ -6,6 +6,7 @@ Every handler returns at once: long work runs as engine jobs that :meth:`Panel.o
 """
 
 import logging
+import threading
 
 import qt
 import slicer
@@ -13,6 +14,26 @@ from slicer.i18n import tr as _
 
 log = logging.getLogger(__name__)
 TOKEN_SETTING = "AutoSegNet/serverToken"  # in Slicer's settings, never in the scene (scenes are shared)
+
+
+class BackgroundCall:
+    """``function()`` in a daemon thread; ``done``, then ``result`` or ``error`` (the exception) once it returned."""
+
+    def __init__(self, function) -> None:
+        self.result = None
+        self.error = None
+        self._thread = threading.Thread(target=self._run, args=(function,), daemon=True, name="AutoSegNet call")
+        self._thread.start()
+
+    def _run(self, function) -> None:
+        try:
+            self.result = function()
+        except Exception as exc:  # handed to the GUI thread, which shows it
+            self.error = exc
+
+    @property
+    def done(self) -> bool:
+        return not self._thread.is_alive()
 
 
 class Panel:
@@ -25,6 +46,7 @@ class Panel:
         self._models = []
         self._modelsGeneration = None
         self._catalogue = []
+        self._connectionCheck = None  # a BackgroundCall while Test connection waits for the server
         handlers = [
             (self.ui.installButton, self.onInstall), (self.ui.addCaseButton, self.onAddCase),
             (self.ui.removeCaseButton, self.onRemoveCase), (self.ui.renameLabelButton, self.onRenameLabel),
@@ -78,12 +100,26 @@ class Panel:
 
     # ----- actions ----------------------------------------------------------------------------------------
     def onTestConnection(self) -> None:
-        """Ask the server for its engine version and devices (an explicit click: waits at most 10 s)."""
+        """Ask the server for its engine version and devices in a background thread (at most 10 s); the timer
+        shows the answer, so a slow or hung server never freezes Slicer."""
         engine = self._engine()
         if not engine.remote:
+            self._connectionCheck = None
             self.ui.serverInfoLabel.text = _("Jobs run on this computer.")
             return
-        info = engine.connection.json("GET", "/v1/info", timeout_s=10)
+        self._connectionCheck = BackgroundCall(lambda: engine.connection.json("GET", "/v1/info", timeout_s=10))
+        self.ui.serverInfoLabel.text = _("Connecting to {url} ...").format(url=self.parameters.serverUrl)
+
+    def _showConnectionCheck(self) -> None:
+        """The answer of the last Test connection, once it arrived (called by the timer)."""
+        check = self._connectionCheck
+        if check is None or not check.done:
+            return
+        self._connectionCheck = None
+        if check.error is not None:
+            self.ui.serverInfoLabel.text = _("Could not connect: {error}").format(error=check.error)
+            return
+        info = check.result
         devices = ", ".join(d["name"] + (f" ({d['free_mb'] / 1024:.0f} of {d['total_mb'] / 1024:.0f} GiB free)"
                                          if "free_mb" in d else "") for d in info["devices"])
         self.ui.serverInfoLabel.text = _("Connected: AutoSegNet {version} as {client}; {devices}; {queued} job(s) "
@@ -237,6 +273,7 @@ class Panel:
             self.ui.modelComboBox.currentIndex = len(self._models) - 1
 
     def onTimer(self) -> None:
+        self._showConnectionCheck()
         finished = self.workflow.poll()
         for kind, label, bar in (("train", self.ui.trainingStatusLabel, self.ui.trainingProgressBar),
                                  ("segment", self.ui.segmentStatusLabel, self.ui.segmentProgressBar)):

@@ -24,6 +24,7 @@ from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.utils.atomic import atomic_path
 from AutoSegNetLib.web.curves import training_charts
 from AutoSegNetLib.web.downloads import downloads_folder, safe_name, segment_names, write_segmentation
+from AutoSegNetLib.web.overlay import show_overlay
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class WebSession:
         self.dataset = DatasetSettings(workspace_root=workspace, dataset_name=dataset_name, channel_names=("image",))
         self.volume = None
         self.rebound = 0
+        self.overlay_shown = False  # an uncertainty map is shown over the image
 
     @property
     def editor(self):
@@ -209,6 +211,7 @@ class WebSession:
         self.editor.set_active_segmentation(node, self.volume)
         self.rebound += rebind_effect_views(self.slicer_app)
         self.editor.set_active_effect_type(SegmentationEffectPaint)
+        self.overlay_shown = show_overlay(self.scene, self.workflow.last_uncertainty)
         return segment_names(node)
 
     def segment_names(self) -> list[str]:

@@ -151,7 +151,9 @@ def _refresh(state, session: WebSession) -> None:
         state.asn_charts = session.curves()
         if new_segments is not None:
             state.asn_segments = new_segments
-            state.asn_message = f"Segmented: {', '.join(new_segments)}. Correct it, then add it as a corrected case."
+            overlay = " (uncertainty shown over the image)" if session.overlay_shown else ""
+            state.asn_message = (f"Segmented: {', '.join(new_segments)}{overlay}. Correct it, then add it as a "
+                                 "corrected case.")
         if ended:  # listing cases registers MRML classes and models reads files: not on every tick
             state.asn_cases = session.cases()
             models = _models(session)

@@ -17,6 +17,7 @@ from AutoSegNetSceneLib.synthetic import add_synthetic_case
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.web.curves import training_charts
 from AutoSegNetLib.web.downloads import image_stem, safe_name, segment_names, write_segmentation
+from AutoSegNetLib.web.overlay import show_overlay
 
 COLUMNS = {"epoch": [1.0, 2.0, 3.0], "train_loss": [1.0, 0.5, 0.25], "val_loss": [1.2, math.nan, 0.4],
            "Dice <ball>": [0.1, 0.5, 0.9]}
@@ -73,3 +74,12 @@ def test_safe_file_names():
     assert image_stem("hippocampus_003.nii.gz") == "hippocampus_003" and image_stem("a.NRRD") == "a"
     assert image_stem(".nii.gz") == ".nii.gz" and image_stem("scan") == "scan"
     assert safe_name("...") == "segmentation"
+
+
+def test_uncertainty_overlay_goes_over_the_image_in_every_slice_view_and_comes_off(a_scene):
+    volume, _, _ = add_synthetic_case(a_scene, "web case")
+    composites = [a_scene.AddNewNodeByClass("vtkMRMLSliceCompositeNode") for _ in range(3)]
+    assert show_overlay(a_scene, volume, opacity=0.3)
+    assert all(c.GetForegroundVolumeID() == volume.GetID() and c.GetForegroundOpacity() == 0.3 for c in composites)
+    assert not show_overlay(a_scene, None)
+    assert all(c.GetForegroundVolumeID() is None for c in composites)

@@ -183,9 +183,11 @@ def test_the_whole_loop_in_the_browser(a_web_server):
         assert list(workspace.glob("uploads/*/hippocampus_003.nii.gz")), "the upload is kept in the workspace"
         assert page.locator("#asn-case-count").inner_text().startswith("1 case"), "an upload keeps the cases"
         time.sleep(3)
+        page.click("#asn-uncertainty")
         page.click("#asn-segment")
         expect_text(page, "#asn-segment-progress", lambda t: t.startswith("finished"), 240, "segmenting")
-        expect_text(page, "#asn-message", lambda t: t.startswith("Segmented: Segment_1"), 30, "the result shown")
+        expect_text(page, "#asn-message", lambda t: t.startswith("Segmented: Segment_1 (uncertainty"), 30,
+                    "the result and its uncertainty shown")
         segments = page.locator("#asn-segments").inner_text()  # named from the model (the painted segment)
         assert segments == "Segments: Segment_1"
         page.screenshot(path=str(SCREENSHOTS / "segment.png"))
