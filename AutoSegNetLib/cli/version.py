@@ -43,8 +43,12 @@ def run(args: argparse.Namespace, ctx) -> int:
             return 0
         raise AutoSegNetError(f"No trained {args.configuration} model in {results}; train it first.")
     if args.action == "save":
-        model = versions.snapshot_version(working, versions_root, args.dataset, args.configuration,
-                                          args.based_on, args.note)
+        model = versions.version_holding(working, versions_root)
+        if model is not None:  # e.g. a re-attached training whose chain saved it already
+            log.info("%s already holds this training; no new version saved.", model.version)
+        else:
+            model = versions.snapshot_version(working, versions_root, args.dataset, args.configuration,
+                                              args.based_on, args.note)
         ctx.reporter.emit("done", stage="version", version=model.version, folder=str(model.folder))
     else:
         versions.prepare_for_finetuning(working, args.fold, versions_root, args.dataset, args.configuration)

@@ -156,12 +156,26 @@ def snapshot_version(model_folder: Path, versions_root: Path, dataset: str, conf
     write_json(partial / VERSION_FILE, {
         "dataset": dataset, "configuration": configuration, "source": str(model_folder),
         "based_on": str(based_on) if based_on else None, "created": time.time(), "note": note,
-        "checkpoints": {f.name: _file_stamp(f / CHECKPOINT) for f in model_folder.glob(FOLD_FOLDER_GLOB)
-                        if (f / CHECKPOINT).is_file()},
+        "checkpoints": _checkpoint_stamps(model_folder),
     })
     partial.rename(target)  # a version folder appears complete or not at all
     log.info("Saved model version %s", target)
     return read_model(target)
+
+
+def version_holding(model_folder: Path, versions_root: Path) -> ModelInfo | None:
+    """The saved version that holds exactly this working model's final checkpoints (same folds, sizes and
+    modification times), or None: saving the same training twice then finds the first version."""
+    stamps = _checkpoint_stamps(Path(model_folder))
+    if not stamps:
+        return None
+    return next((m for m in find_models(Path(versions_root).parent)
+                 if m.version and m.extra.get("checkpoints") == stamps), None)
+
+
+def _checkpoint_stamps(model_folder: Path) -> dict[str, list]:
+    return {f.name: _file_stamp(f / CHECKPOINT) for f in sorted(model_folder.glob(FOLD_FOLDER_GLOB))
+            if (f / CHECKPOINT).is_file()}
 
 
 def working_model_folder(results_dataset: Path, configuration: str) -> Path | None:

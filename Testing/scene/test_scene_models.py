@@ -68,3 +68,22 @@ def test_validation_dice_is_read_from_the_summary(tmp_path, summary, dice):
     (tmp_path / "validation").mkdir()
     (tmp_path / "validation" / "summary.json").write_text(json.dumps(summary))
     assert versions.validation_dice(tmp_path) == (pytest.approx(dice) if dice is not None else None)
+
+
+def test_the_version_holding_a_training_is_found_and_a_new_training_is_not_held(tmp_path):
+    working = make_model(tmp_path / "results" / "D" / "AutoSegNet__plans__2d")
+    assert versions.version_holding(working, tmp_path / "versions") is None
+    saved = versions.snapshot_version(working, tmp_path / "versions", "D", "2d")
+    assert versions.version_holding(working, tmp_path / "versions").folder == saved.folder
+    checkpoint = working / "fold_all" / versions.CHECKPOINT
+    checkpoint.write_bytes(b"weights of a new training")
+    assert versions.version_holding(working, tmp_path / "versions") is None
+
+
+def test_version_save_twice_keeps_one_version(tmp_path):
+    from AutoSegNetLib.cli import main
+
+    make_model(tmp_path / "results" / "D" / "AutoSegNet__plans__2d")
+    for _ in range(2):
+        assert main(["--workspace", str(tmp_path), "version", "save", "D", "2d"]) == 0
+    assert [m.version for m in versions.find_models(tmp_path) if m.version] == ["v001"]
