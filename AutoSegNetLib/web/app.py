@@ -156,21 +156,18 @@ class WebSession:
         return case.name
 
     # ----- training ---------------------------------------------------------------------------------------
-    def start_training(self, epochs: int, iterations: int | None = None, device: str = "auto",
-                       resume: bool = False) -> None:
+    def start_training(self, schedule: dict, resume: bool = False) -> None:
         """Export the cases, plan, preprocess and train in the background (never waits); ``resume`` continues
-        the stopped training from its latest checkpoint instead."""
-        self.workflow.start_training(self.dataset, self._training(epochs, iterations, device), resume=resume)
+        the stopped training from its latest checkpoint instead. ``schedule``: :class:`TrainingSettings` fields
+        (configuration, fold, epochs, iterations_per_epoch, time_budget_minutes, device)."""
+        self.workflow.start_training(self.dataset, TrainingSettings(**schedule), resume=resume)
 
-    def start_retraining(self, epochs: int, iterations: int | None = None, device: str = "auto") -> str:
-        """Fine-tune the newest version of this dataset on all cases (the corrected ones included); returns the
-        version it starts from."""
+    def start_retraining(self, schedule: dict) -> str:
+        """Fine-tune the newest version of this dataset on all cases (the corrected ones included), in its
+        configuration; returns the version it starts from."""
         model = self.latest_version()
-        self.workflow.start_retraining(self.dataset, self._training(epochs, iterations, device), model)
+        self.workflow.start_retraining(self.dataset, TrainingSettings(**schedule), model)
         return model.version
-
-    def _training(self, epochs: int, iterations: int | None, device: str) -> TrainingSettings:
-        return TrainingSettings(epochs=epochs, device=device, iterations_per_epoch=iterations)
 
     def stop(self) -> None:
         self.workflow.stop("train")

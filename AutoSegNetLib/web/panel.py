@@ -6,12 +6,18 @@ Only layout: every button calls a controller function bound in :mod:`.ui`, every
 
 from __future__ import annotations
 
+from AutoSegNetSceneLib.options import CONFIGURATIONS, DEVICES, FOLDS
 from trame.widgets import html
 from trame.widgets import vuetify3 as v
 
 from AutoSegNetLib.web.downloads import ROUTE
 
 FIELD = {"density": "compact", "hide_details": True}
+
+
+def js_list(values) -> str:
+    """A JavaScript array literal of plain words, for a select's ``items``."""
+    return "[" + ", ".join(f"'{value}'" for value in values) + "]"
 
 
 def build_panel(app) -> None:
@@ -52,8 +58,14 @@ def _training_section(ctrl) -> None:
                      **FIELD)
         v.VTextField(v_model=("asn_iterations",), label="Iterations/epoch (blank: default)", id="asn-iterations",
                      **FIELD)
-    v.VSelect(v_model=("asn_device",), items=("['auto', 'cpu', 'cuda']",), label="Device", id="asn-device",
-              classes="mt-2", **FIELD)
+    with html.Div(classes="d-flex mt-2"):
+        v.VSelect(v_model=("asn_configuration",), items=(js_list(CONFIGURATIONS),), label="Configuration",
+                  id="asn-configuration", classes="mr-2", **FIELD)
+        v.VSelect(v_model=("asn_fold",), items=(js_list(FOLDS),), label="Fold", id="asn-fold", **FIELD)
+    with html.Div(classes="d-flex mt-2"):
+        v.VTextField(v_model=("asn_budget",), label="Time budget (min, blank: none)", id="asn-budget",
+                     classes="mr-2", **FIELD)
+        v.VSelect(v_model=("asn_device",), items=(js_list(DEVICES),), label="Device", id="asn-device", **FIELD)
     with html.Div(classes="d-flex flex-wrap my-2"):
         busy = "asn_jobs.train.running"
         v.VBtn("Train", click=ctrl.asn_train, id="asn-train", color="primary", size="small", classes="mr-1",

@@ -41,7 +41,8 @@ def build_server(workspace: Path, server=None):
 def _initial_state(state, workspace: Path) -> None:
     state.trame__title = "AutoSegNet"
     state.update({"asn_path": "", "asn_volume": "", "asn_message": f"Workspace: {workspace}", "asn_cases": [],
-                  "asn_epochs": 1, "asn_iterations": "", "asn_device": "auto", "asn_painted": 0,
+                  "asn_epochs": 1, "asn_iterations": "", "asn_device": "auto",
+                  "asn_configuration": "auto", "asn_fold": "all", "asn_budget": "", "asn_painted": 0,
                   "asn_jobs": {kind: _job_state(JobView("No job yet.", None, False)) for kind in JOB_KINDS},
                   "asn_charts": [], "asn_models": [], "asn_model": None, "asn_tta": False,
                   "asn_uncertainty": False, "asn_segments": [], "asn_downloads": []})
@@ -66,15 +67,17 @@ def _bind_handlers(server, session: WebSession) -> None:
 
     def schedule() -> dict:
         iterations = int(state.asn_iterations) if str(state.asn_iterations).strip() else None
-        return {"epochs": int(state.asn_epochs), "iterations": iterations, "device": state.asn_device}
+        budget = float(state.asn_budget) if str(state.asn_budget).strip() else 0.0
+        return {"configuration": state.asn_configuration, "fold": state.asn_fold, "epochs": int(state.asn_epochs),
+                "iterations_per_epoch": iterations, "time_budget_minutes": budget, "device": state.asn_device}
 
     ctrl.asn_load = lambda: attempt(lambda: _loaded(state, session), "Loaded {result}: paint on a slice view.")
     ctrl.asn_add_case = lambda: attempt(session.add_case, "Added {result} as a training case.")
     ctrl.asn_add_corrected = lambda: attempt(session.add_corrected_case, "Added {result} as a corrected case.")
-    ctrl.asn_train = lambda: attempt(lambda: session.start_training(**schedule()), "Training started.")
-    ctrl.asn_resume = lambda: attempt(lambda: session.start_training(**schedule(), resume=True),
+    ctrl.asn_train = lambda: attempt(lambda: session.start_training(schedule()), "Training started.")
+    ctrl.asn_resume = lambda: attempt(lambda: session.start_training(schedule(), resume=True),
                                       "Training resumed from its latest checkpoint.")
-    ctrl.asn_retrain = lambda: attempt(lambda: session.start_retraining(**schedule()),
+    ctrl.asn_retrain = lambda: attempt(lambda: session.start_retraining(schedule()),
                                        "Retraining from {result} with all cases.")
     ctrl.asn_stop = lambda: attempt(session.stop, "Stop requested (the training saves a checkpoint first).")
     ctrl.asn_segment = lambda: attempt(lambda: _segment(state, session), "Segmenting with {result}.")
