@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import platform
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from AutoSegNetLib.errors import AutoSegNetError
+
+log = logging.getLogger(__name__)
+CPUINFO = Path("/proc/cpuinfo")
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 @dataclass(frozen=True)
@@ -65,7 +72,20 @@ def make_runtime(device_name: str, amp: str, channels_last: bool | None, local_r
     if amp == "fp16" and device.type == "cpu":
         raise AutoSegNetError("float16 autocast is not supported for training on the CPU; use --amp bf16 or off.")
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "off": None}[amp]
+    if amp == "bf16" and device.type == "cpu" and native_cpu_bf16() is False:
+        log.warning("This CPU has no native bfloat16 instructions (AVX512-BF16 or AMX): --amp bf16 is emulated "
+                    "and slower than float32 here; use --amp off.")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     return Runtime(device, dtype, grad_scaler=dtype == torch.float16 and device.type == "cuda",
                    channels_last=channels_last)
+
+
+def native_cpu_bf16(cpuinfo: Path = CPUINFO) -> bool | None:
+    """Whether the CPU computes bfloat16 natively (an AVX512-BF16 or AMX flag in ``/proc/cpuinfo``); None where
+    that cannot be read (not Linux). Decision 0024: bf16 autocast pays only on such CPUs."""
+    if platform.system() != "Linux" or not cpuinfo.is_file():
+        return None
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.read_text().splitlines()
+                  if line.startswith("flags")), [])
+    return any(flag in flags for flag in NATIVE_BF16_FLAGS)

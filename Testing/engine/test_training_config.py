@@ -112,3 +112,28 @@ def test_a_fine_tuning_schedule_shorter_than_its_default_warm_up_gets_a_shorter_
         assert (config.epochs, config.warmup_epochs) == (epochs, warmup)
     with pytest.raises(AutoSegNetError, match="warmup_epochs"):  # a warm-up the user asked for is not changed
         build_config(_args("--pretrained", str(tmp_path / "c.pth"), "--epochs", "2", "--warmup-epochs", "2"))
+
+
+@pytest.mark.parametrize("flags, native", [("fpu avx2 avx512f avx512_bf16 avx512_vnni", True),
+                                           ("fpu avx2 amx_bf16 amx_tile", True), ("fpu avx2 avx512f", False)])
+def test_native_bf16_is_read_from_the_cpu_flags(tmp_path, monkeypatch, flags, native):
+    from AutoSegNetLib.training import runtime
+
+    monkeypatch.setattr(runtime.platform, "system", lambda: "Linux")
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: test\nflags\t\t: {flags}\n")
+    assert runtime.native_cpu_bf16(cpuinfo) is native
+    assert runtime.native_cpu_bf16(tmp_path / "missing") is None
+
+
+def test_bf16_on_a_cpu_without_native_bf16_warns(monkeypatch, caplog):
+    from AutoSegNetLib.training import runtime
+
+    monkeypatch.setattr(runtime, "native_cpu_bf16", lambda: False)
+    with caplog.at_level("WARNING", logger=runtime.__name__):
+        made = runtime.make_runtime("cpu", "bf16", None)
+    assert made.amp_dtype is not None and "emulated" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(runtime, "native_cpu_bf16", lambda: True)
+    runtime.make_runtime("cpu", "bf16", None)
+    assert "emulated" not in caplog.text
