@@ -110,11 +110,11 @@ def prepare_finetuning(dataset: DatasetSettings, configuration: str, fold: str) 
     return ["version", "prepare", dataset.folder_name, configuration, "--fold", fold, *_common(dataset.workspace_root)]
 
 
-def export_model(workspace_root: Path, dataset_name: str, configuration: str, output: Path,
+def export_model(workspace_root: Path, model_folder: Path, output: Path,
                  folds: Sequence[str] | None = None) -> list[str]:
-    """Pack the dataset's trained ``configuration`` (its working model: the latest training) into the zip
-    ``output``, with every trained fold or ``folds``."""
-    args = ["export-model", "-d", dataset_name, "-c", configuration, "-o", str(output)]
+    """Pack one model folder (a saved version, a trained or an installed model) into the zip ``output``, with
+    every fold that has a final checkpoint or ``folds``."""
+    args = ["export-model", "--model-folder", str(model_folder), "-o", str(output)]
     if folds:
         args += ["-f", *folds]
     return [*args, *_common(workspace_root)]

@@ -179,10 +179,10 @@ class Workflow:
         return self._keep("install", self._chain(steps, workspace_root, "install"))
 
     def start_model_export(self, workspace_root: Path, model: versions.ModelInfo, output: Path) -> JobChain:
-        """Zip the working model of ``model``'s dataset and configuration (the latest training: a version's own
-        checkpoints are not exported) with ``model``'s folds, in the background (kind ``zip``)."""
+        """Zip ``model`` (a version, a trained or an installed model) with its folds, in the background (kind
+        ``zip``); ``autosegnet install-model`` and the module's Install take the zip."""
         self._refuse_if_running("zip")
-        args = commands.export_model(workspace_root, model.dataset, model.configuration, Path(output), model.folds)
+        args = commands.export_model(workspace_root, Path(model.folder), Path(output), model.folds)
         return self._keep("zip", self._chain([JobStep("zip", args)], workspace_root, "zip"))
 
     def start_catalogue_install(self, workspace_root: Path, name: str, index: str | None = None) -> JobChain:

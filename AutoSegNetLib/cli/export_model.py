@@ -1,19 +1,25 @@
-"""``autosegnet export-model -d DATASET -c CONFIG... -o model.zip``: pack trained models into a checked zip."""
+"""``autosegnet export-model -d DATASET -c CONFIG... -o model.zip``: pack trained models into a checked zip.
+
+``--model-folder DIR`` instead of ``-d``/``-c`` packs one model folder given by its path, e.g. a saved version
+``versions/<Dataset>/<configuration>/v<NNN>``."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from AutoSegNetLib.cli.arguments import add_ignored, add_refused
 from AutoSegNetLib.cli.nnunet_spellings import add_trainer_option, checkpoint_type
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.layout import CHECKPOINT_KINDS, model_folder_name, parse_model_folder_name
-from AutoSegNetLib.models.export import export_model
+from AutoSegNetLib.models.export import export_model, export_model_folder
 from AutoSegNetLib.workspace import Workspace
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-d", "--dataset", required=True, help="dataset id or name")
+    parser.add_argument("-d", "--dataset", help="dataset id or name (or --model-folder)")
+    parser.add_argument("--model-folder", type=Path, help="one model folder to pack instead of -d/-c, e.g. a saved "
+                        "version versions/<Dataset>/<configuration>/vNNN")
     parser.add_argument("-c", "--configurations", nargs="+", default=None,
                         help="configurations to export (a cascade stage brings its 3d_lowres along; default: every "
                         "trained configuration)")
@@ -32,9 +38,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx) -> int:
-    configurations = args.configurations or trained_configurations(ctx.workspace, args.dataset, args.plans)
-    manifest = export_model(ctx.workspace, args.dataset, configurations, args.output, args.folds,
-                            args.checkpoint, args.plans, args.description)
+    if (args.dataset is None) == (args.model_folder is None):
+        raise AutoSegNetError("export-model needs either -d DATASET (with -c CONFIGURATION...) or --model-folder DIR.")
+    if args.model_folder is not None:
+        if args.configurations or args.plans:
+            raise AutoSegNetError("--model-folder packs that one folder: leave out -c and -p.")
+        manifest = export_model_folder(args.model_folder, args.output, args.folds, args.checkpoint,
+                                       args.description)
+    else:
+        configurations = args.configurations or trained_configurations(ctx.workspace, args.dataset, args.plans)
+        manifest = export_model(ctx.workspace, args.dataset, configurations, args.output, args.folds,
+                                args.checkpoint, args.plans, args.description)
     ctx.reporter.emit("done", stage="export-model", output=args.output, models=[m.folder for m in manifest.models],
                       files=len(manifest.files))
     return 0

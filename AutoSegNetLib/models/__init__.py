@@ -18,7 +18,8 @@ from typing import Any
 _EXPORTS = {
     "CatalogueEntry": "catalogue", "ModelIndex": "catalogue", "entries": "catalogue", "install_entry": "catalogue",
     "load_index": "catalogue", "DownloadRequest": "download", "download_and_install": "download",
-    "export_model": "export", "install_model": "install", "InstallOptions": "install_any", "Installed": "install_any",
+    "export_model": "export", "export_model_folder": "export", "install_model": "install",
+    "InstallOptions": "install_any", "Installed": "install_any",
     "install_zip": "install_any", "zip_kind": "install_any", "Manifest": "manifest", "ModelEntry": "manifest",
     "import_nnunet_model": "nnunet_import", "plans_from_nnunet": "nnunet_import",
 }

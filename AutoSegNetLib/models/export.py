@@ -77,10 +77,33 @@ def export_model(
             chosen = [f for f in dict.fromkeys(wanted) if f in have] or have
         exported[folder] = chosen
         entries.append(_pack_model_folder(model, folder, chosen, checkpoint, files))
+    return _finish(Path(output), first, workspace.resolve_dataset(dataset), entries, files, description)
+
+
+def export_model_folder(folder: str | Path, output: str | Path, folds: Sequence[int | str] | None = None,
+                        checkpoint: str = "final", description: str = "") -> Manifest:
+    """Write the zip ``output`` for one model folder given by its path, e.g. a saved version
+    ``versions/<Dataset>/<configuration>/v<NNN>``. Its files go under the model-folder name
+    ``AutoSegNet__<plans>__<configuration>``, so ``install-model`` installs it like any export."""
+    folder = Path(folder)
+    model = ModelFolder.open(folder)
+    if model.configuration.previous_stage is not None:
+        raise AutoSegNetError(f"{folder} is a cascade stage, which needs its low-resolution stage: export it with "
+                              "-d DATASET -c CONFIGURATION instead.")
+    chosen = parse_folds(folds) or model.available_folds(checkpoint)
+    files: dict[str, bytes] = {}
+    member = model_folder_name(model.plans.plans_name, model.configuration_name)
+    entry = _pack_model_folder(model, folder, chosen, checkpoint, files, member)
+    return _finish(Path(output), model, model.plans.dataset_name, [entry], files, description)
+
+
+def _finish(output: Path, first: ModelFolder, dataset_name: str, entries: list[ModelEntry], files: dict[str, bytes],
+            description: str) -> Manifest:
+    """The manifest of ``entries`` (labels and channels from the ``first`` model), written with ``files``."""
     manifest = Manifest(
         engine_version=__version__,
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        dataset_name=workspace.resolve_dataset(dataset),
+        dataset_name=dataset_name,
         labels=dict(first.dataset_json.labels),
         channel_names=dict(first.dataset_json.channel_names),
         file_ending=first.dataset_json.file_ending,
@@ -89,24 +112,25 @@ def export_model(
         plans_version=PLANS_VERSION,
         description=description,
     )
-    _write_zip(Path(output), manifest, files)
+    _write_zip(output, manifest, files)
     log.info("Exported %s (%d files) to %s", ", ".join(e.folder for e in entries), len(files), output)
     return manifest
 
 
 def _pack_model_folder(model: ModelFolder, folder: Path, folds: list[str], checkpoint: str,
-                       files: dict[str, bytes]) -> ModelEntry:
+                       files: dict[str, bytes], member: str | None = None) -> ModelEntry:
     """Add the model folder's files and the stripped checkpoints of ``folds`` to ``files`` (zip member name ->
-    bytes); returns the folder's manifest entry."""
+    bytes) under ``member`` (default: the folder's name); returns the folder's manifest entry."""
     if not folds:
         raise AutoSegNetError(f"{folder} has no fold with {checkpoint_file_name(checkpoint)} to export.")
+    member = member or folder.name
     for name in (*REQUIRED_MODEL_FILES, *OPTIONAL_MODEL_FILES):
         if (folder / name).is_file():
-            files[f"{folder.name}/{name}"] = (folder / name).read_bytes()
+            files[f"{member}/{name}"] = (folder / name).read_bytes()
     for fold in folds:
         data = model.load_checkpoint(fold, checkpoint)
-        files[f"{folder.name}/{checkpoint_member(fold, checkpoint)}"] = stripped_checkpoint(data)
-    return ModelEntry(folder.name, model.configuration_name, folds, checkpoint)
+        files[f"{member}/{checkpoint_member(fold, checkpoint)}"] = stripped_checkpoint(data)
+    return ModelEntry(member, model.configuration_name, folds, checkpoint)
 
 
 def stripped_checkpoint(checkpoint: dict[str, Any]) -> bytes:

@@ -222,10 +222,14 @@ class WebSession:
         return write_segmentation(self.workflow.training_set(), self.volume, self.editor.active_segmentation_node,
                                   self.dataset.workspace_root, file_format)
 
-    def export_model(self) -> Path:
-        """Zip the newest version's dataset model (its latest training) into ``<workspace>/downloads``."""
-        model = self.latest_version()
-        output = downloads_folder(self.dataset.workspace_root) / f"{model.dataset}_{model.configuration}.zip"
+    def export_model(self, model_folder: str | None) -> Path:
+        """Zip the model in ``model_folder`` (one of :meth:`models`, e.g. a version) into ``<workspace>/downloads``,
+        in the background; returns the zip it will write."""
+        model = next((m for m in self.models() if str(m.folder) == str(model_folder)), None)
+        if model is None:
+            raise AutoSegNetError("Choose a model to download first (train one, or install a model zip).")
+        name = f"{model.dataset}_{model.configuration}_{model.version or Path(model.folder).name}.zip"
+        output = downloads_folder(self.dataset.workspace_root) / safe_name(name)
         self.workflow.start_model_export(self.dataset.workspace_root, model, output)
         return output
 

@@ -114,8 +114,8 @@ def _download_section(ctrl) -> None:
                size="small", classes="mr-1 mb-1", disabled=("!asn_volume",))
         v.VBtn("Segmentation .nrrd", click=(ctrl.asn_download, "['nrrd']"), id="asn-download-nrrd",
                size="small", classes="mr-1 mb-1", disabled=("!asn_volume",))
-        v.VBtn("Model zip", click=ctrl.asn_export_model, id="asn-export-model", size="small", classes="mb-1",
-               disabled=("asn_models.length === 0 || asn_jobs.zip.running",))
+        v.VBtn("Model zip (chosen model)", click=ctrl.asn_export_model, id="asn-export-model", size="small",
+               classes="mb-1", disabled=("asn_models.length === 0 || asn_jobs.zip.running",))
     _job_progress("zip")
     with html.Div(v_for="d in asn_downloads", key="d", classes="text-caption"):
         html.A("{{ d }}", href=(f"'{ROUTE}/' + d",), download=True, classes="asn-download-link")

@@ -83,7 +83,8 @@ def _bind_handlers(server, session: WebSession) -> None:
     ctrl.asn_segment = lambda: attempt(lambda: _segment(state, session), "Segmenting with {result}.")
     ctrl.asn_download = lambda file_format: attempt(lambda: _downloaded(state, session.download_segmentation(
         file_format)), "Saved {result}: the link is below.")
-    ctrl.asn_export_model = lambda: attempt(lambda: session.export_model().name, "Zipping the model into {result}.")
+    ctrl.asn_export_model = lambda: attempt(lambda: session.export_model(state.asn_model).name,
+                                            "Zipping the chosen model into {result}.")
     _take_over_upload(session, lambda files: attempt(lambda: _uploaded(state, session, files),
                                                      "Uploaded and loaded {result}: paint on a slice view."))
 

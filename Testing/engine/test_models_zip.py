@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
 import stat
 import zipfile
 from collections.abc import Callable
@@ -220,3 +221,25 @@ def test_files_that_are_not_model_zips_are_refused(tmp_path: Path, target: Works
         archive.writestr("readme.txt", "hello")
     with pytest.raises(AutoSegNetError, match="manifest.json"):
         install_model(tmp_path / "empty.zip", target)
+
+
+def test_a_model_folder_given_by_path_exports_under_its_model_folder_name(source, target, tmp_path) -> None:
+    version = tmp_path / "versions" / DATASET / "3d_fullres" / "v001"  # a saved version: not a results folder
+    shutil.copytree(source.results / DATASET / MODEL, version)
+    zip_path = tmp_path / "version.zip"
+    assert main(["export-model", "--workspace", str(source.results.parent), "--model-folder", str(version),
+                 "-o", str(zip_path), "-f", "1"]) == 0
+    with zipfile.ZipFile(zip_path) as archive:
+        manifest = json.loads(archive.read("manifest.json"))
+    assert manifest["models"] == [{"folder": MODEL, "configuration": "3d_fullres", "folds": ["1"],
+                                   "checkpoint": "final"}]
+    assert manifest["dataset_name"] == DATASET
+    assert install_model(zip_path, target) == [target.results / DATASET / MODEL]
+
+
+def test_export_needs_a_dataset_or_a_model_folder_not_both(source, tmp_path, capsys) -> None:
+    workspace = ["--workspace", str(source.results.parent)]
+    assert main(["export-model", *workspace, "-o", str(tmp_path / "a.zip")]) == 2
+    assert main(["export-model", *workspace, "-d", "1", "--model-folder", str(tmp_path), "-o",
+                 str(tmp_path / "b.zip")]) == 2
+    assert "either -d DATASET" in capsys.readouterr().err

@@ -27,7 +27,7 @@ COMMAND_LINES = {
     "version save": commands.save_version(Path("/ws"), "Dataset007_Scene", "3d_fullres", Path("/v/fold_all/c.pth")),
     "version prepare": commands.prepare_finetuning(DATASET, "3d_fullres", "all"),
     "import-staged": commands.import_staged(DATASET, Path("/ws/jobs/staging/Dataset007_Scene"), Path("/ws/r.json")),
-    "export-model": commands.export_model(Path("/ws"), "Dataset007_Scene", "3d_fullres", Path("/ws/m.zip"), ["all"]),
+    "export-model": commands.export_model(Path("/ws"), Path("/ws/versions/D/2d/v001"), Path("/ws/m.zip"), ["all"]),
 }
 
 
@@ -55,7 +55,7 @@ def test_predict_options_reach_the_engine_as_given():
     assert not build_parser().parse_args(plain).reorient
 
 
-def test_export_model_names_the_dataset_configuration_and_folds():
+def test_export_model_names_the_model_folder_and_folds():
     parsed = build_parser().parse_args(COMMAND_LINES["export-model"])
-    assert (parsed.dataset, parsed.configurations, parsed.output, parsed.folds) == (
-        "Dataset007_Scene", ["3d_fullres"], "/ws/m.zip", ["all"])
+    assert (parsed.model_folder, parsed.dataset, parsed.output, parsed.folds) == (
+        Path("/ws/versions/D/2d/v001"), None, "/ws/m.zip", ["all"])
