@@ -155,17 +155,21 @@ class AutoSegNetLogic(ScriptedLoadableModuleLogic):
             self._workflow = Workflow(self.scene, self.requirementsPath())
         return self._workflow
 
-    def useEngine(self, p, token: str = ""):
+    def useEngine(self, p, token: str = "", cafile: str = ""):
         """Point the workflow at this computer or at the server of the parameter node (``token``: its bearer
-        token); keeps the engine object while the choice is the same. Returns the engine."""
-        key = (p.engine, p.serverUrl.strip(), token) if p.engine == "server" else (p.engine,)
+        token; ``cafile``: the CA certificate of a self-signed https server); keeps the engine object while the
+        choice is the same. Returns the engine."""
+        if p.engine == "server" and cafile and not Path(cafile).is_file():
+            raise ValueError(_("CA file not found: {path}. Choose the PEM file of the certificate authority that "
+                               "signed the server's certificate, or leave the field empty.").format(path=cafile))
+        key = (p.engine, p.serverUrl.strip(), token, cafile) if p.engine == "server" else (p.engine,)
         if key != self.workflow.engine_key:
             from AutoSegNetSceneLib.engines import LocalEngine, RemoteEngine
 
             if p.engine == "server":
                 from AutoSegNetLib.remote.connection import Connection
 
-                engine = RemoteEngine(Connection(p.serverUrl.strip(), token))
+                engine = RemoteEngine(Connection(p.serverUrl.strip(), token, cafile=cafile or None))
             else:
                 engine = LocalEngine()
             self.workflow.set_engine(engine, key)

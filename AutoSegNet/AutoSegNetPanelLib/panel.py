@@ -14,6 +14,7 @@ from slicer.i18n import tr as _
 
 log = logging.getLogger(__name__)
 TOKEN_SETTING = "AutoSegNet/serverToken"  # in Slicer's settings, never in the scene (scenes are shared)
+CA_FILE_SETTING = "AutoSegNet/serverCaFile"  # a path on this computer: a setting, not a scene parameter
 
 
 class BackgroundCall:
@@ -75,6 +76,7 @@ class Panel:
     def start(self) -> None:
         """Re-attach to jobs left running (e.g. before a restart), then follow jobs every 0.5 s."""
         self.ui.serverTokenLineEdit.text = qt.QSettings().value(TOKEN_SETTING, "") or ""
+        self.ui.serverCaFileLineEdit.text = qt.QSettings().value(CA_FILE_SETTING, "") or ""
         self._reattach()
         self.refreshModels()
         self.refreshCatalogue()
@@ -93,10 +95,16 @@ class Panel:
 
     def _engine(self):
         """The engine the Setup section chooses (this computer or the server), set on the workflow."""
-        token = self.ui.serverTokenLineEdit.text.strip()
-        if token != (qt.QSettings().value(TOKEN_SETTING, "") or ""):
-            qt.QSettings().setValue(TOKEN_SETTING, token)
-        return self.logic.useEngine(self.parameters, token)
+        token = self._setting(TOKEN_SETTING, self.ui.serverTokenLineEdit.text.strip())
+        cafile = self._setting(CA_FILE_SETTING, self.ui.serverCaFileLineEdit.text.strip())
+        return self.logic.useEngine(self.parameters, token, cafile)
+
+    @staticmethod
+    def _setting(key: str, value: str) -> str:
+        """Keep ``value`` in Slicer's settings under ``key`` (not in the scene); returns it."""
+        if value != (qt.QSettings().value(key, "") or ""):
+            qt.QSettings().setValue(key, value)
+        return value
 
     # ----- actions ----------------------------------------------------------------------------------------
     def onTestConnection(self) -> None:

@@ -219,3 +219,22 @@ def test_the_server_engine_is_chosen_in_setup_and_its_token_stays_out_of_the_sce
     panel.ui.testConnectionButton.click()
     assert panel.ui.serverInfoLabel.text == "Jobs run on this computer."
     assert not panel.logic.workflow.engine.remote
+
+
+def test_a_ca_file_reaches_the_connection_and_stays_in_the_settings(panel, tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    panel.parameters.engine = "server"
+    panel.parameters.serverUrl = "https://gpu-server:8765"
+    panel.ui.serverTokenLineEdit.text = "t" * 20
+    panel.ui.serverCaFileLineEdit.text = str(ca)
+    engine = panel._engine()
+    assert engine.connection.cafile == str(ca) and FakeQt.QSettings.store["AutoSegNet/serverCaFile"] == str(ca)
+    node = panel.parameters.parameterNode
+    assert not any(str(ca) in node.GetParameter(name) for name in node.GetParameterNames())
+
+    panel.ui.serverCaFileLineEdit.text = str(tmp_path / "missing.pem")
+    with pytest.raises(ValueError, match="CA file not found"):
+        panel._engine()
+    panel.ui.serverCaFileLineEdit.text = ""
+    assert panel._engine().connection.cafile is None
