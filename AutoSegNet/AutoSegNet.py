@@ -16,7 +16,7 @@ from AutoSegNetSceneLib.slicer_version import require_slicer  # noqa: I001 (must
 
 require_slicer(getattr(slicer, "app", None), minimum=(5, 10))
 
-from AutoSegNetSceneLib.options import CONFIGURATIONS, DEVICES, ENGINES, FOLDS  # noqa: E402
+from AutoSegNetSceneLib.options import AMP_CHOICES, CONFIGURATIONS, DEVICES, ENGINES, FOLDS  # noqa: E402
 from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode  # noqa: E402
 from slicer.i18n import tr as _  # noqa: E402
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper  # noqa: E402
@@ -66,6 +66,7 @@ class AutoSegNetParameterNode:
     retrainEpochs: Annotated[int, WithinRange(1, 5000)] = 20
     timeBudgetMinutes: Annotated[float, WithinRange(0.0, 100000.0)] = 0.0
     device: Annotated[str, Choice(list(DEVICES))] = "auto"
+    amp: Annotated[str, Choice(list(AMP_CHOICES))] = "auto"  # bf16: the fast CPU training (decision 0024)
     segmentVolume: vtkMRMLScalarVolumeNode | None
     fastPreview: bool = True
     saveUncertainty: bool = False
@@ -190,7 +191,7 @@ class AutoSegNetLogic(ScriptedLoadableModuleLogic):
         from AutoSegNetSceneLib.settings import TrainingSettings
 
         values = dict(configuration=p.configuration, fold=p.fold, epochs=p.epochs,
-                      time_budget_minutes=p.timeBudgetMinutes, device=p.device)
+                      time_budget_minutes=p.timeBudgetMinutes, device=p.device, amp=p.amp)
         return TrainingSettings(**{**values, **overrides})
 
     def requirementsPath(self) -> Path:

@@ -45,6 +45,8 @@ def train(dataset: DatasetSettings, training: TrainingSettings, configuration: s
         args += ["--time-budget", f"{training.time_budget_minutes:g}"]
     if training.device != "auto":
         args += ["--device", training.device]
+    if training.amp != "auto":
+        args += ["--amp", training.amp]
     if resume:
         args.append("--continue")
     if pretrained is not None:

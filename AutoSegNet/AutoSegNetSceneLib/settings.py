@@ -8,7 +8,7 @@ from pathlib import Path
 from AutoSegNetLib.dataset import dataset_folder_name
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.workspace import Workspace
-from AutoSegNetSceneLib.options import CONFIGURATIONS, DEVICES, FOLDS
+from AutoSegNetSceneLib.options import AMP_CHOICES, CONFIGURATIONS, DEVICES, FOLDS
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,7 @@ class TrainingSettings:
     time_budget_minutes: float = 0.0  # 0: no budget, train the epochs
     device: str = "auto"
     iterations_per_epoch: int | None = None  # None: the engine's default
+    amp: str = "auto"  # train --amp: auto (float16 on CUDA), bf16 (fast on CPUs with native bfloat16), off
     extra_args: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -66,5 +67,7 @@ class TrainingSettings:
             raise AutoSegNetError(f"Unknown fold {self.fold!r}; choose one of {FOLDS}.")
         if self.device not in DEVICES:
             raise AutoSegNetError(f"Unknown device {self.device!r}; choose one of {DEVICES}.")
+        if self.amp not in AMP_CHOICES:
+            raise AutoSegNetError(f"Unknown precision {self.amp!r}; choose one of {AMP_CHOICES}.")
         if self.epochs < 1:
             raise AutoSegNetError(f"Epochs must be at least 1, got {self.epochs}.")

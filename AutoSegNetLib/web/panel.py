@@ -6,7 +6,7 @@ Only layout: every button calls a controller function bound in :mod:`.ui`, every
 
 from __future__ import annotations
 
-from AutoSegNetSceneLib.options import CONFIGURATIONS, DEVICES, FOLDS
+from AutoSegNetSceneLib.options import AMP_CHOICES, CONFIGURATIONS, DEVICES, FOLDS
 from trame.widgets import html
 from trame.widgets import vuetify3 as v
 
@@ -66,6 +66,8 @@ def _training_section(ctrl) -> None:
         v.VTextField(v_model=("asn_budget",), label="Time budget (min, blank: none)", id="asn-budget",
                      classes="mr-2", **FIELD)
         v.VSelect(v_model=("asn_device",), items=(js_list(DEVICES),), label="Device", id="asn-device", **FIELD)
+    v.VSelect(v_model=("asn_amp",), items=(js_list(AMP_CHOICES),), label="Precision (bf16: fast on CPUs with native "
+              "bfloat16)", id="asn-amp", classes="mt-2", **FIELD)
     with html.Div(classes="d-flex flex-wrap my-2"):
         busy = "asn_jobs.train.running"
         v.VBtn("Train", click=ctrl.asn_train, id="asn-train", color="primary", size="small", classes="mr-1",

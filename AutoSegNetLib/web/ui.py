@@ -42,7 +42,7 @@ def _initial_state(state, workspace: Path) -> None:
     state.trame__title = "AutoSegNet"
     state.update({"asn_path": "", "asn_volume": "", "asn_message": f"Workspace: {workspace}", "asn_cases": [],
                   "asn_epochs": 1, "asn_iterations": "", "asn_device": "auto",
-                  "asn_configuration": "auto", "asn_fold": "all", "asn_budget": "", "asn_painted": 0,
+                  "asn_configuration": "auto", "asn_fold": "all", "asn_budget": "", "asn_amp": "auto", "asn_painted": 0,
                   "asn_jobs": {kind: _job_state(JobView("No job yet.", None, False)) for kind in JOB_KINDS},
                   "asn_charts": [], "asn_models": [], "asn_model": None, "asn_tta": False,
                   "asn_uncertainty": False, "asn_segments": [], "asn_downloads": []})
@@ -69,7 +69,8 @@ def _bind_handlers(server, session: WebSession) -> None:
         iterations = int(state.asn_iterations) if str(state.asn_iterations).strip() else None
         budget = float(state.asn_budget) if str(state.asn_budget).strip() else 0.0
         return {"configuration": state.asn_configuration, "fold": state.asn_fold, "epochs": int(state.asn_epochs),
-                "iterations_per_epoch": iterations, "time_budget_minutes": budget, "device": state.asn_device}
+                "iterations_per_epoch": iterations, "time_budget_minutes": budget, "device": state.asn_device,
+                "amp": state.asn_amp}
 
     ctrl.asn_load = lambda: attempt(lambda: _loaded(state, session), "Loaded {result}: paint on a slice view.")
     ctrl.asn_add_case = lambda: attempt(session.add_case, "Added {result} as a training case.")

@@ -9,10 +9,11 @@ from AutoSegNetSceneLib import commands
 from AutoSegNetSceneLib.settings import DatasetSettings, TrainingSettings
 
 from AutoSegNetLib.cli import build_parser
+from AutoSegNetLib.errors import AutoSegNetError
 
 DATASET = DatasetSettings(Path("/ws"), 7, "Scene", ("CT",))
 FULL = TrainingSettings(configuration="3d_fullres", fold="all", epochs=3, time_budget_minutes=2.5, device="cpu",
-                        iterations_per_epoch=4)
+                        iterations_per_epoch=4, amp="bf16")
 COMMAND_LINES = {
     "verify": commands.verify(DATASET, Path("/ws/report.json")),
     "plan-and-preprocess": commands.plan_and_preprocess(DATASET, "3d_fullres"),
@@ -42,6 +43,7 @@ def test_train_options_reach_the_engine_as_given():
     parsed = build_parser().parse_args(COMMAND_LINES["train --pretrained"])
     assert (parsed.dataset, parsed.configuration, parsed.fold) == ("Dataset007_Scene", "3d_fullres", "all")
     assert (parsed.epochs, parsed.iterations, parsed.time_budget, parsed.device) == (3, 4, 2.5, "cpu")
+    assert parsed.amp == "bf16" and "--amp" not in commands.train(DATASET, TrainingSettings(), "2d")
     assert parsed.pretrained == Path("/m/fold_all/c.pth")
     assert build_parser().parse_args(COMMAND_LINES["train --continue"]).continue_training is True
 
@@ -59,3 +61,8 @@ def test_export_model_names_the_model_folder_and_folds():
     parsed = build_parser().parse_args(COMMAND_LINES["export-model"])
     assert (parsed.model_folder, parsed.dataset, parsed.output, parsed.folds) == (
         Path("/ws/versions/D/2d/v001"), None, "/ws/m.zip", ["all"])
+
+
+def test_an_unknown_precision_is_refused():
+    with pytest.raises(AutoSegNetError, match="Unknown precision 'fp8'"):
+        TrainingSettings(amp="fp8")
