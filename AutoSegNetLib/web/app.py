@@ -70,6 +70,7 @@ class WebSession:
         self.volume = None
         self.rebound = 0
         self.overlay_shown = False  # an uncertainty map is shown over the image
+        self._charts: tuple[tuple, list[dict]] = ((), [])  # (job, epochs) the charts were built for, the charts
 
     @property
     def editor(self):
@@ -159,7 +160,7 @@ class WebSession:
     def start_training(self, schedule: dict, resume: bool = False) -> None:
         """Export the cases, plan, preprocess and train in the background (never waits); ``resume`` continues
         the stopped training from its latest checkpoint instead. ``schedule``: :class:`TrainingSettings` fields
-        (configuration, fold, epochs, iterations_per_epoch, time_budget_minutes, device)."""
+        (configuration, fold, epochs, iterations_per_epoch, time_budget_minutes, device, amp)."""
         self.workflow.start_training(self.dataset, TrainingSettings(**schedule), resume=resume)
 
     def start_retraining(self, schedule: dict) -> str:
@@ -246,12 +247,16 @@ class WebSession:
         return views, bool(finished)
 
     def curves(self) -> list[dict]:
-        """The training job's loss and pseudo-Dice charts (see :mod:`.curves`)."""
+        """The training job's loss and pseudo-Dice charts (see :mod:`.curves`); rebuilt only when the job
+        reported a new epoch (reading the label names touches the scene)."""
         job = self.workflow.jobs.get("train")
         if job is None or not job.state.history:
             return []
-        names = {v: n for n, v in self.workflow.training_set().labels.as_dict().items()}
-        return training_charts(curve_columns(job.state.history, names))
+        key = (id(job), len(job.state.history))
+        if self._charts[0] != key:
+            names = {v: n for n, v in self.workflow.training_set().labels.as_dict().items()}
+            self._charts = (key, training_charts(curve_columns(job.state.history, names)))
+        return self._charts[1]
 
 
 def _voxels(volume) -> int:
