@@ -6,6 +6,7 @@ the main suite skips it. Screenshots go to ``docs/web/``.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import socket
@@ -38,18 +39,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def a_web_server(tmp_path):
-    """``python -m AutoSegNetLib web`` on a free loopback port; yields (url, workspace); its log is in tmp_path."""
-    port, workspace = free_port(), tmp_path / "workspace"
-    log_file = (tmp_path / "server.log").open("w")
+@contextlib.contextmanager
+def web_server(workspace: Path, port: int, log: Path):
+    """``python -m AutoSegNetLib web`` on ``port`` over ``workspace``, until the block ends; yields its URL."""
+    log_file = log.open("a")
     process = subprocess.Popen([sys.executable, "-m", "AutoSegNetLib", "web", "--workspace", str(workspace),
                                 "--port", str(port)], cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT,
                                env={**os.environ, "OMP_NUM_THREADS": "2"})
     url = f"http://127.0.0.1:{port}/"
     try:
-        wait_for_http(url, process, tmp_path / "server.log")
-        yield url, workspace
+        wait_for_http(url, process, log)
+        yield url
     finally:
         process.terminate()
         try:
@@ -57,6 +57,14 @@ def a_web_server(tmp_path):
         except subprocess.TimeoutExpired:
             process.kill()
         log_file.close()
+
+
+@pytest.fixture
+def a_web_server(tmp_path):
+    """A web server on a free loopback port; yields (url, workspace); its log is ``tmp_path/server.log``."""
+    workspace = tmp_path / "workspace"
+    with web_server(workspace, free_port(), tmp_path / "server.log") as url:
+        yield url, workspace
 
 
 def wait_for_http(url: str, process: subprocess.Popen, log: Path, timeout_s: float = 120) -> None:
@@ -220,6 +228,39 @@ def test_the_whole_loop_in_the_browser(a_web_server):
     with zipfile.ZipFile(io.BytesIO(archive)) as zipped:
         assert any(name.endswith("checkpoint_final.pth") for name in zipped.namelist())
     print(f"painted {painted}; {stopped!r}; {segments!r}; downloaded {saved.name}")
+
+
+@pytest.mark.slow
+def test_a_restarted_server_reattaches_to_the_running_training(tmp_path):
+    """The training runs in its own engine process: a new ``autosegnet web`` on the same workspace follows it and
+    can stop it."""
+    workspace, port, log = tmp_path / "workspace", free_port(), tmp_path / "server.log"
+    image = shared_data_path("Task04_Hippocampus", "imagesTr", "hippocampus_001.nii.gz")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 900})
+        with web_server(workspace, port, log) as url:
+            page.goto(url)
+            page.wait_for_selector("#asn-path", timeout=60_000)
+            load(page, image)
+            paint_stroke(page, *slice_view_centre(page))
+            expect_text(page, "#asn-painted", lambda t: not t.startswith("0 "), 30, "painting")
+            page.click("#asn-add-case")
+            expect_text(page, "#asn-case-count", lambda t: t.startswith("1 case"), 20, "adding the case")
+            fill(page, "#asn-epochs", "50")
+            fill(page, "#asn-iterations", "2")
+            page.click("#asn-train")
+            expect_text(page, "#asn-train-progress", lambda t: "epoch" in t, 240, "the first epoch")
+        with web_server(workspace, port, log) as url:  # the same address: the page's user just reloads
+            page.goto(url)
+            page.wait_for_selector("#asn-path", timeout=60_000)
+            expect_text(page, "#asn-message", lambda t: t.startswith("Re-attached to 1 running job"), 60,
+                        "re-attaching")
+            expect_text(page, "#asn-train-progress", lambda t: t.startswith("running"), 30, "following it")
+            page.click("#asn-stop")
+            expect_text(page, "#asn-train-progress", lambda t: t.startswith("stopped"), 180, "stopping it")
+        browser.close()
+    assert list(workspace.glob("results/*/*/fold_all/checkpoint_latest.pth")), "a stop leaves checkpoint_latest"
 
 
 def test_the_web_command_refuses_a_non_loopback_host():
