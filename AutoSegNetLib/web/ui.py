@@ -17,6 +17,7 @@ from trame.app import get_server
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.web.app import JobView, WebSession
 from AutoSegNetLib.web.downloads import ROUTE, downloads_folder
+from AutoSegNetLib.web.forms import number
 from AutoSegNetLib.web.panel import build_panel
 
 log = logging.getLogger(__name__)
@@ -66,11 +67,11 @@ def _bind_handlers(server, session: WebSession) -> None:
         state.asn_cases = session.cases()
 
     def schedule() -> dict:
-        iterations = int(state.asn_iterations) if str(state.asn_iterations).strip() else None
-        budget = float(state.asn_budget) if str(state.asn_budget).strip() else 0.0
-        return {"configuration": state.asn_configuration, "fold": state.asn_fold, "epochs": int(state.asn_epochs),
-                "iterations_per_epoch": iterations, "time_budget_minutes": budget, "device": state.asn_device,
-                "amp": state.asn_amp}
+        return {"configuration": state.asn_configuration, "fold": state.asn_fold,
+                "epochs": number(state.asn_epochs, "Epochs", int, required=True),
+                "iterations_per_epoch": number(state.asn_iterations, "Iterations per epoch", int),
+                "time_budget_minutes": number(state.asn_budget, "Time budget", float, 0.0),
+                "device": state.asn_device, "amp": state.asn_amp}
 
     ctrl.asn_load = lambda: attempt(lambda: _loaded(state, session), "Loaded {result}: paint on a slice view.")
     ctrl.asn_add_case = lambda: attempt(session.add_case, "Added {result} as a training case.")

@@ -17,6 +17,7 @@ from AutoSegNetSceneLib.synthetic import add_synthetic_case
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.web.curves import training_charts
 from AutoSegNetLib.web.downloads import image_stem, safe_name, segment_names, write_segmentation
+from AutoSegNetLib.web.forms import number
 from AutoSegNetLib.web.overlay import show_overlay
 
 COLUMNS = {"epoch": [1.0, 2.0, 3.0], "train_loss": [1.0, 0.5, 0.25], "val_loss": [1.2, math.nan, 0.4],
@@ -83,3 +84,14 @@ def test_uncertainty_overlay_goes_over_the_image_in_every_slice_view_and_comes_o
     assert all(c.GetForegroundVolumeID() == volume.GetID() and c.GetForegroundOpacity() == 0.3 for c in composites)
     assert not show_overlay(a_scene, None)
     assert all(c.GetForegroundVolumeID() is None for c in composites)
+
+
+def test_form_numbers_blank_required_and_wrong():
+    assert number(" 12 ", "Epochs", int, required=True) == 12 and number("", "Iterations", int) is None
+    assert number("", "Time budget", float, 0.0) == 0.0 and number("2.5", "Time budget", float) == 2.5
+    with pytest.raises(AutoSegNetError, match="Epochs: enter a value"):
+        number("", "Epochs", int, required=True)
+    with pytest.raises(AutoSegNetError, match="Epochs must be a whole number, got '1.5'"):
+        number("1.5", "Epochs", int)
+    with pytest.raises(AutoSegNetError, match="Time budget must be a number, got 'soon'"):
+        number("soon", "Time budget", float)
