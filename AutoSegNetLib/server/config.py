@@ -8,8 +8,10 @@ namespace (``local``) and may only listen on the loopback interface.
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,15 +45,42 @@ class ServerConfig:
                 f"Refusing to listen on {self.host} without authentication: anyone who can reach it could read "
                 "and write the workspace. Give tokens with --token-file FILE (lines NAME:TOKEN) or the "
                 "AUTOSEGNET_SERVER_TOKENS environment variable, or listen on 127.0.0.1.")
-        if (self.certfile is None) != (self.keyfile is None):
-            raise AutoSegNetError("TLS needs both --certfile and --keyfile (or neither, behind a reverse proxy).")
-        for path in (self.certfile, self.keyfile):
-            if path is not None and not Path(path).is_file():
-                raise AutoSegNetError(f"TLS file {path} not found.")
+        check_tls_files(self.certfile, self.keyfile)
 
     @property
     def authenticated(self) -> bool:
         return bool(self.tokens)
+
+
+def check_tls_files(certfile: Path | None, keyfile: Path | None) -> bool:
+    """Both TLS files or neither, and the ones given exist (``serve`` and ``web``); True when TLS is on."""
+    if (certfile is None) != (keyfile is None):
+        raise AutoSegNetError("TLS needs both --certfile and --keyfile (or neither, behind a reverse proxy).")
+    for path in (certfile, keyfile):
+        if path is not None and not Path(path).is_file():
+            raise AutoSegNetError(f"TLS file {path} not found.")
+    return certfile is not None
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer TOKEN`` header value; None for no header or another scheme."""
+    scheme, _, value = (authorization or "").strip().partition(" ")
+    value = value.strip()
+    return value if scheme.lower() == "bearer" and value else None
+
+
+def match_token(candidate: str, tokens: Mapping[str, str]) -> str | None:
+    """The client NAME of ``candidate`` in ``tokens`` (token -> name), or None.
+
+    Compares with every token in constant time (:func:`hmac.compare_digest`) and does not stop at a match, so
+    the time taken tells nothing about which token, or how much of one, was right.
+    """
+    given = candidate.encode("utf-8")
+    found = None
+    for token, name in tokens.items():
+        if hmac.compare_digest(given, token.encode("utf-8")):
+            found = name
+    return found
 
 
 def is_loopback(host: str) -> bool:

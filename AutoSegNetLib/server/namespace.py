@@ -8,12 +8,12 @@ inside, symbolic links included.
 
 from __future__ import annotations
 
-import hmac
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.server.config import bearer_token, match_token
 from AutoSegNetLib.workspace import Workspace
 
 PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
@@ -71,14 +71,8 @@ def namespace_for(server_root: Path, client: str) -> Namespace:
 def client_for_token(authorization: str | None, tokens: dict[str, str]) -> str | None:
     """The client whose token is in ``Authorization: Bearer <token>``, else None; compares in constant time
     against every token (the time taken does not tell which token, or how much of one, was right)."""
-    scheme, _, given = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not given:
-        return None
-    found = None
-    for token, client in tokens.items():
-        if hmac.compare_digest(given.strip().encode(), token.encode()):
-            found = client
-    return found
+    given = bearer_token(authorization)
+    return None if given is None else match_token(given, tokens)
 
 
 def check_dataset(name: str) -> str:

@@ -5,8 +5,9 @@ Tokens are ``{token: name}`` as :func:`AutoSegNetLib.server.config.parse_tokens`
 token on every later request (static files, downloads, the ``/ws`` websocket). Scripts may send
 ``Authorization: Bearer TOKEN`` instead. Any other request gets 401 before trame sees it.
 
-:func:`decide` is the whole rule and is pure (tested without trame). :func:`install` puts it in front of the
-trame server as an aiohttp middleware through trame's ``controller.on_server_bind``: wslink's
+:func:`decide` is the whole rule and is pure (tested without trame); it reads and compares tokens with the
+server's own ``bearer_token`` and ``match_token`` (:mod:`AutoSegNetLib.server.config`). :func:`install` puts
+it in front of the trame server as an aiohttp middleware through trame's ``controller.on_server_bind``: wslink's
 ``start_webserver`` (wslink/server.py) creates its ``WebAppServer`` (wslink/backends/aiohttp/__init__.py) and
 hands it to ``CoreServer.set_server`` (trame_server/protocol.py), which calls ``on_server_bind`` before
 ``WebAppServer.start()`` freezes the aiohttp application. aiohttp is imported only inside :func:`middleware`.
@@ -14,7 +15,6 @@ hands it to ``CoreServer.set_server`` (trame_server/protocol.py), which calls ``
 
 from __future__ import annotations
 
-import hmac
 import logging
 import ssl
 from collections.abc import Callable, Mapping
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from AutoSegNetLib.errors import AutoSegNetError
+from AutoSegNetLib.server.config import bearer_token, check_tls_files, match_token
 
 log = logging.getLogger(__name__)
 
@@ -46,27 +47,6 @@ class Decision:
         return self.client is not None
 
 
-def match_token(candidate: str, tokens: Mapping[str, str]) -> str | None:
-    """The NAME of ``candidate`` in ``tokens`` (token -> name), or None.
-
-    Compares with every token in constant time (:func:`hmac.compare_digest`) and does not stop at a match, so
-    the time taken tells nothing about the tokens.
-    """
-    given = candidate.encode("utf-8")
-    found = None
-    for token, name in tokens.items():
-        if hmac.compare_digest(given, token.encode("utf-8")):
-            found = name
-    return found
-
-
-def bearer_token(authorization: str | None) -> str | None:
-    """The token of an ``Authorization: Bearer TOKEN`` header value; None for no header or another scheme."""
-    scheme, _, value = (authorization or "").strip().partition(" ")
-    value = value.strip()
-    return value if scheme.lower() == "bearer" and value else None
-
-
 def decide(tokens: Mapping[str, str], *, query_token: str | None = None, authorization: str | None = None,
            cookie: str | None = None) -> Decision:
     """Allow or refuse one request from what it carries: ``?token=``, the ``Authorization`` header, the cookie.
@@ -83,10 +63,8 @@ def decide(tokens: Mapping[str, str], *, query_token: str | None = None, authori
 
 def tls_context(certfile: Path | None, keyfile: Path | None) -> ssl.SSLContext | None:
     """A server TLS context from PEM files (both or neither; None: plain http)."""
-    if certfile is None and keyfile is None:
+    if not check_tls_files(certfile, keyfile):
         return None
-    if certfile is None or keyfile is None:
-        raise AutoSegNetError("TLS needs both --certfile and --keyfile (or neither, behind a reverse proxy).")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
         context.load_cert_chain(str(certfile), str(keyfile))
