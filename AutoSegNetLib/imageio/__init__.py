@@ -13,6 +13,7 @@ from AutoSegNetLib.imageio.base import (
     io_for_ending,
     register_io,
     registered_ios,
+    supported_endings,
 )
 from AutoSegNetLib.imageio.geometry import IDENTITY_DIRECTION, PSEUDO_2D_SPACING, Geometry
 
@@ -27,4 +28,5 @@ __all__ = [
     "io_for_ending",
     "register_io",
     "registered_ios",
+    "supported_endings",
 ]

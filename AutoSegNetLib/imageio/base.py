@@ -116,8 +116,13 @@ def io_for_ending(ending: str) -> ImageIO:
     for cls in _REGISTRY.values():
         if ending in cls.endings:
             return cls()
-    supported = sorted({e for cls in _REGISTRY.values() for e in cls.endings})
-    raise AutoSegNetError(f"No image reader for files ending in {ending!r}. Supported endings: {', '.join(supported)}.")
+    raise AutoSegNetError(f"No image reader for files ending in {ending!r}. Supported endings: "
+                          f"{', '.join(supported_endings())}.")
+
+
+def supported_endings() -> list[str]:
+    """Every file ending a registered reader/writer handles (``.nii.gz``, ``.nrrd``, ``.png``, ...), sorted."""
+    return sorted({e for cls in _REGISTRY.values() for e in cls.endings})
 
 
 def io_for(path_or_ending: str | Path, override: str | None = None) -> ImageIO:

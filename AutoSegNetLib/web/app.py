@@ -23,7 +23,7 @@ from trame_slicer.segmentation import SegmentationEffectPaint
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.utils.atomic import atomic_path
 from AutoSegNetLib.web.curves import training_charts
-from AutoSegNetLib.web.downloads import downloads_folder, safe_name, segment_names, write_segmentation
+from AutoSegNetLib.web.downloads import downloads_folder, safe_name, write_segmentation
 from AutoSegNetLib.web.overlay import show_overlay
 
 log = logging.getLogger(__name__)
@@ -210,11 +210,11 @@ class WebSession:
         self.rebound += rebind_effect_views(self.slicer_app)
         self.editor.set_active_effect_type(SegmentationEffectPaint)
         self.overlay_shown = show_overlay(self.scene, self.workflow.last_uncertainty)
-        return segment_names(node)
+        return self.segment_names()
 
     def segment_names(self) -> list[str]:
-        node = self.editor.active_segmentation_node
-        return segment_names(node) if node is not None else []
+        """The label names of the shown segmentation's segments, in segment order."""
+        return self.workflow.training_set().segment_names(self.editor.active_segmentation_node)
 
     def download_segmentation(self, file_format: str) -> Path:
         """Write the shown segmentation (as corrected so far) into ``<workspace>/downloads``; returns the file."""

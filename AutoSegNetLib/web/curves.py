@@ -32,7 +32,6 @@ class Chart:
     low: float
     high: float
     series: list[Series]
-    svg: str = ""
 
 
 def training_charts(columns: dict[str, list[float]], width: int = 340, height: int = 120) -> list[dict]:

@@ -15,13 +15,12 @@ from AutoSegNetSceneLib.label_layers import label_array
 from AutoSegNetSceneLib.labels import LabelTable
 
 from AutoSegNetLib.errors import AutoSegNetError
-from AutoSegNetLib.imageio import io_for
+from AutoSegNetLib.imageio import file_ending, io_for, supported_endings
 from AutoSegNetLib.utils.atomic import atomic_path
 
 #: The URL path under which the page reaches ``<workspace>/downloads``.
 ROUTE = "asn_downloads"
 FORMATS = {"nifti": ".nii.gz", "nrrd": ".nrrd"}
-IMAGE_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".tif", ".tiff", ".png")
 
 
 def downloads_folder(workspace_root: Path) -> Path:
@@ -36,18 +35,12 @@ def safe_name(name: str) -> str:
 
 
 def image_stem(name: str) -> str:
-    """A volume name without an image file ending (trame-slicer names volumes after their files)."""
-    lowered = name.lower()
-    for ending in IMAGE_ENDINGS:
-        if lowered.endswith(ending) and len(name) > len(ending):
-            return name[: -len(ending)]
+    """A volume name without an image file ending the engine reads (trame-slicer names volumes after their
+    files)."""
+    ending = file_ending(name)
+    if ending in supported_endings() and len(name) > len(ending):
+        return name[: -len(ending)]
     return name
-
-
-def segment_names(segmentation_node) -> list[str]:
-    """The segment names of a segmentation node, in segment order."""
-    segmentation = segmentation_node.GetSegmentation()
-    return [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
 
 
 def write_segmentation(training_set, volume, segmentation_node, workspace_root: Path, file_format: str) -> Path:
@@ -55,7 +48,7 @@ def write_segmentation(training_set, volume, segmentation_node, workspace_root: 
     where they overlap), written as NIfTI or NRRD; returns the file. The label names are the segment names."""
     if file_format not in FORMATS:
         raise AutoSegNetError(f"Unknown download format {file_format!r}; choose one of {', '.join(FORMATS)}.")
-    names = segment_names(segmentation_node)
+    names = training_set.segment_names(segmentation_node)
     if not names:
         raise AutoSegNetError("The segmentation has no segment to download; add or paint one first.")
     if len({n.strip().lower() for n in names}) != len(names):

@@ -73,7 +73,8 @@ def _bind_handlers(server, session: WebSession) -> None:
                 "time_budget_minutes": number(state.asn_budget, "Time budget", float, 0.0),
                 "device": state.asn_device, "amp": state.asn_amp}
 
-    ctrl.asn_load = lambda: attempt(lambda: _loaded(state, session), "Loaded {result}: paint on a slice view.")
+    ctrl.asn_load = lambda: attempt(lambda: _shown(state, session, session.load_volume(state.asn_path)),
+                                    "Loaded {result}: paint on a slice view.")
     ctrl.asn_add_case = lambda: attempt(session.add_case, "Added {result} as a training case.")
     ctrl.asn_add_corrected = lambda: attempt(session.add_corrected_case, "Added {result} as a corrected case.")
     ctrl.asn_train = lambda: attempt(lambda: session.start_training(schedule()), "Training started.")
@@ -87,7 +88,7 @@ def _bind_handlers(server, session: WebSession) -> None:
         file_format)), "Saved {result}: the link is below.")
     ctrl.asn_export_model = lambda: attempt(lambda: session.export_model(state.asn_model).name,
                                             "Zipping the chosen model into {result}.")
-    _take_over_upload(session, lambda files: attempt(lambda: _uploaded(state, session, files),
+    _take_over_upload(session, lambda files: attempt(lambda: _shown(state, session, session.upload(files)),
                                                      "Uploaded and loaded {result}: paint on a slice view."))
 
 
@@ -100,15 +101,8 @@ def _take_over_upload(session: WebSession, handler) -> None:
     buttons.on_load_volume.connect(handler)
 
 
-def _uploaded(state, session: WebSession, files: list[dict]) -> str:
-    name = session.upload(files)
-    state.asn_volume = name
-    state.asn_segments = session.segment_names()
-    return name
-
-
-def _loaded(state, session: WebSession) -> str:
-    name = session.load_volume(state.asn_path)
+def _shown(state, session: WebSession, name: str) -> str:
+    """After a volume was loaded or uploaded: the page shows it and its (new, empty) segmentation."""
     state.asn_volume = name
     state.asn_segments = session.segment_names()
     return name
@@ -124,9 +118,12 @@ def _downloaded(state, file: Path) -> str:
     return file.name
 
 
-def _models(session: WebSession) -> list[dict]:
-    """The model list for the select (newest first): title and the model folder as value."""
-    return [{"title": m.display_name(), "value": str(m.folder)} for m in reversed(session.models())]
+def _refresh_models(state, session: WebSession) -> None:
+    """The model select (newest first: title, and the model folder as value); a new model gets selected."""
+    models = [{"title": m.display_name(), "value": str(m.folder)} for m in reversed(session.models())]
+    if len(models) != len(state.asn_models) or state.asn_model not in [m["value"] for m in models]:
+        state.asn_model = models[0]["value"] if models else None
+    state.asn_models = models
 
 
 async def _follow_jobs(state, session: WebSession) -> None:
@@ -134,8 +131,7 @@ async def _follow_jobs(state, session: WebSession) -> None:
     try:
         found = session.reattach()
         with state:
-            state.asn_models = _models(session)
-            state.asn_model = state.asn_models[0]["value"] if state.asn_models else None
+            _refresh_models(state, session)
             if found:
                 state.asn_message = f"Re-attached to {found} running job(s) of this workspace."
     except Exception:  # the page must come up even if the workspace's jobs cannot be read
@@ -162,10 +158,7 @@ def _refresh(state, session: WebSession) -> None:
                                  "corrected case.")
         if ended:  # listing cases registers MRML classes and models reads files: not on every tick
             state.asn_cases = session.cases()
-            models = _models(session)
-            if len(models) != len(state.asn_models) or state.asn_model not in [m["value"] for m in models]:
-                state.asn_model = models[0]["value"] if models else None  # a new model: select the newest
-            state.asn_models = models
+            _refresh_models(state, session)
             zipped = session.workflow.jobs.get("zip")
             if zipped is not None and zipped.state.status == "finished":
                 state.asn_downloads = sorted({*state.asn_downloads, *_zips(session)})

@@ -16,7 +16,7 @@ from AutoSegNetSceneLib.synthetic import add_synthetic_case
 
 from AutoSegNetLib.errors import AutoSegNetError
 from AutoSegNetLib.web.curves import training_charts
-from AutoSegNetLib.web.downloads import image_stem, safe_name, segment_names, write_segmentation
+from AutoSegNetLib.web.downloads import image_stem, safe_name, write_segmentation
 from AutoSegNetLib.web.forms import number
 from AutoSegNetLib.web.overlay import show_overlay
 
@@ -55,7 +55,7 @@ def test_segmentation_download_is_the_label_map_on_the_volume_grid(a_scene, tmp_
         np.testing.assert_allclose(image.GetSpacing(), geometry.spacing[::-1], atol=1e-6)  # Geometry: (z, y, x)
         np.testing.assert_allclose(image.GetOrigin(), geometry.origin, atol=1e-5)
         np.testing.assert_allclose(image.GetDirection(), geometry.direction, atol=1e-6)
-    assert segment_names(segmentation) == ["ball", "box"]
+    assert TrainingSet(a_scene).segment_names(segmentation) == ["ball", "box"]
     assert not list((tmp_path / "downloads").glob(".*")), "no temporary file is left behind"
 
 
